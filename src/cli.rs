@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 
 use subnetsim::catalog::{max_pods, Catalog, CatalogError, MaxPodsQuery};
 use subnetsim::inspect::{self, InspectError, SubnetSource};
+use subnetsim::ipamd::steady::{steady_state, SteadyError};
+use subnetsim::ipamd::CniConfig;
 
 /// Simulate EKS cluster churn against VPC subnet /28 fragmentation.
 #[derive(Parser, Debug)]
@@ -26,6 +28,50 @@ enum Command {
     InstanceTypes(InstanceTypesArgs),
     /// Analyse a real subnet from AWS CLI output: counts, score, block map.
     Inspect(InspectArgs),
+    /// One node's steady state: what a node with N pods takes from its subnet.
+    Node(NodeArgs),
+}
+
+#[derive(Args, Debug)]
+struct NodeArgs {
+    /// Instance type, e.g. m5.large.
+    instance_type: String,
+    /// Pods to schedule (one at a time, the pool settling after each).
+    #[arg(long, value_name = "N")]
+    pods: u32,
+    /// Prefix delegation (the default).
+    #[arg(long, conflicts_with = "secondary_ip")]
+    prefix_delegation: bool,
+    /// Secondary-IP mode (ENABLE_PREFIX_DELEGATION=false).
+    #[arg(long)]
+    secondary_ip: bool,
+    /// WARM_PREFIX_TARGET (default 1, as in the shipped manifest).
+    #[arg(long, value_name = "W")]
+    warm_prefix_target: Option<u32>,
+    /// WARM_IP_TARGET.
+    #[arg(long, value_name = "X")]
+    warm_ip_target: Option<u32>,
+    /// MINIMUM_IP_TARGET.
+    #[arg(long, value_name = "M")]
+    minimum_ip_target: Option<u32>,
+    /// WARM_ENI_TARGET (default 1; secondary-IP mode only).
+    #[arg(long, value_name = "E")]
+    warm_eni_target: Option<u32>,
+    /// MAX_ENI.
+    #[arg(long, value_name = "K")]
+    max_eni: Option<u32>,
+    /// Custom networking: pods on secondary ENIs in another subnet.
+    #[arg(long)]
+    custom_networking: bool,
+    /// The kubelet's max pods (default: the max-pods calculator's answer).
+    #[arg(long, value_name = "P")]
+    max_pods: Option<u32>,
+    /// Seed for EC2 placement and ipamd's random choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -87,7 +133,9 @@ struct InspectArgs {
 /// Errors that are the user's input, reported with exit code 2.
 fn is_input_error(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<CatalogError>().is_some() || c.downcast_ref::<InspectError>().is_some()
+        c.downcast_ref::<CatalogError>().is_some()
+            || c.downcast_ref::<InspectError>().is_some()
+            || c.downcast_ref::<SteadyError>().is_some()
     })
 }
 
@@ -117,6 +165,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::MaxPods(a) => cmd_max_pods(a),
         Command::InstanceTypes(a) => cmd_instance_types(a),
         Command::Inspect(a) => cmd_inspect(a),
+        Command::Node(a) => cmd_node(a),
     }
 }
 
@@ -223,4 +272,60 @@ fn cmd_inspect(a: InspectArgs) -> Result<()> {
         );
         Ok(())
     }
+}
+
+fn cmd_node(a: NodeArgs) -> Result<()> {
+    let t = Catalog::embedded().get(&a.instance_type)?;
+    let defaults = CniConfig::default();
+    let cfg = CniConfig {
+        prefix_delegation: !a.secondary_ip,
+        warm_prefix_target: a.warm_prefix_target.unwrap_or(defaults.warm_prefix_target),
+        warm_ip_target: a.warm_ip_target,
+        minimum_ip_target: a.minimum_ip_target,
+        warm_eni_target: a.warm_eni_target.unwrap_or(defaults.warm_eni_target),
+        max_eni: a.max_eni,
+        custom_networking: a.custom_networking,
+        ..defaults
+    };
+    let max_pods = match a.max_pods {
+        Some(p) => p,
+        None => {
+            let q = MaxPodsQuery {
+                prefix_delegation: cfg.prefix_delegation,
+                custom_networking: cfg.custom_networking,
+                max_eni: cfg.max_eni,
+                vcpus: None,
+                show_max_allowed: false,
+            };
+            max_pods(t, &q)?.max_pods
+        }
+    };
+    let r = steady_state(t, &cfg, a.pods, max_pods, a.seed)?;
+    for n in &r.notes {
+        eprintln!("note: {n}");
+    }
+    if a.json {
+        return print_json(&r);
+    }
+    println!(
+        "{} with {} pods ({}, max pods {})",
+        r.instance_type,
+        r.pods_running,
+        r.mode.replace('_', " "),
+        r.max_pods
+    );
+    println!("  ENIs:               {}", r.enis);
+    if r.mode == "prefix_delegation" {
+        let per: Vec<String> = r.prefixes_per_eni.iter().map(u32::to_string).collect();
+        println!(
+            "  prefixes:           {} (per ENI: {})",
+            r.prefixes,
+            per.join(", ")
+        );
+    } else {
+        println!("  secondary IPs:      {}", r.secondary_ips);
+    }
+    println!("  subnet addresses:   {}", r.subnet_addresses);
+    println!("  unused pod IPs:     {}", r.unused_ips);
+    Ok(())
 }

@@ -218,3 +218,58 @@ fn inspect_bad_input_exits_2_with_a_clear_message() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("overlap"), "{}", stderr(&o));
 }
+
+#[test]
+fn node_json_has_the_documented_fields() {
+    let o = run(&[
+        "node",
+        "m5.large",
+        "--pods",
+        "37",
+        "--minimum-ip-target",
+        "25",
+        "--warm-ip-target",
+        "5",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for f in [
+        "enis",
+        "prefixes",
+        "prefixes_per_eni",
+        "secondary_ips",
+        "subnet_addresses",
+        "unused_ips",
+    ] {
+        assert!(v.get(f).is_some(), "missing {f}");
+    }
+    assert_eq!(v["prefixes"], 3);
+    assert_eq!(v["subnet_addresses"], 49);
+    let o = run(&["node", "m5.large", "--pods", "1", "--secondary-ip"]);
+    assert!(o.status.success());
+    assert!(
+        stdout(&o).contains("secondary IPs:      18"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn node_bad_input_exits_2() {
+    let o = run(&["node", "m5.large", "--pods", "200"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("max pods (110)"), "{}", stderr(&o));
+    let o = run(&["node", "m9.large", "--pods", "2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("nearest"), "{}", stderr(&o));
+    let o = run(&[
+        "node",
+        "m5.large",
+        "--pods",
+        "2",
+        "--secondary-ip",
+        "--prefix-delegation",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}

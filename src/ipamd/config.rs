@@ -1,0 +1,110 @@
+//! The VPC CNI's settings (environment variables of `aws-node`) and the
+//! timing constants of ipamd, with their defaults (model reference §4).
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Ms;
+
+/// CNI settings. Field names follow the environment variables.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CniConfig {
+    /// `ENABLE_PREFIX_DELEGATION`. The code default is false; subnetsim's
+    /// default is true because prefix delegation is what it studies.
+    pub prefix_delegation: bool,
+    /// `WARM_PREFIX_TARGET`: code default 0, shipped manifest 1 (used here).
+    pub warm_prefix_target: u32,
+    /// `WARM_IP_TARGET`; unset (or 0) means not defined.
+    pub warm_ip_target: Option<u32>,
+    /// `MINIMUM_IP_TARGET`; unset (or 0) means not defined.
+    pub minimum_ip_target: Option<u32>,
+    /// `WARM_ENI_TARGET` (ignored in PD).
+    pub warm_eni_target: u32,
+    /// `MAX_ENI`: caps the ENIs the CNI uses (instance limit when unset).
+    pub max_eni: Option<u32>,
+    /// `AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG`: pods only on secondary ENIs, in
+    /// the ENIConfig subnet.
+    pub custom_networking: bool,
+    /// `IP_COOLDOWN_PERIOD`: a released pod address waits this long before
+    /// reuse.
+    pub ip_cooldown: Ms,
+    /// Latency of assigning addresses or prefixes to an existing ENI.
+    pub assign_latency: Ms,
+    /// Latency of creating and attaching a new ENI.
+    pub eni_latency: Ms,
+}
+
+impl Default for CniConfig {
+    fn default() -> Self {
+        CniConfig {
+            prefix_delegation: true,
+            warm_prefix_target: 1,
+            warm_ip_target: None,
+            minimum_ip_target: None,
+            warm_eni_target: 1,
+            max_eni: None,
+            custom_networking: false,
+            ip_cooldown: Ms::from_secs(30),
+            assign_latency: Ms::from_millis(500),
+            eni_latency: Ms::from_secs(10),
+        }
+    }
+}
+
+impl CniConfig {
+    /// `WARM_IP_TARGET` when defined (non-zero).
+    pub fn warm_ip(&self) -> u32 {
+        self.warm_ip_target.unwrap_or(0)
+    }
+
+    /// `MINIMUM_IP_TARGET` when defined (non-zero).
+    pub fn min_ip(&self) -> u32 {
+        self.minimum_ip_target.unwrap_or(0)
+    }
+
+    /// IP targets are in force when either is non-zero; with prefix
+    /// delegation they then override `WARM_PREFIX_TARGET`.
+    pub fn ip_targets_defined(&self) -> bool {
+        self.warm_ip() > 0 || self.min_ip() > 0
+    }
+
+    /// Settings the CNI documents as unsupported but accepts. Each is
+    /// modelled as the source behaves; this lists what to warn about.
+    pub fn warnings(&self, pd_effective: bool) -> Vec<String> {
+        let mut w = Vec::new();
+        if pd_effective && !self.ip_targets_defined() && self.warm_prefix_target == 0 {
+            w.push(
+                "WARM_PREFIX_TARGET=0 without WARM_IP_TARGET/MINIMUM_IP_TARGET is not supported with prefix \
+                 delegation; modelled as the source does: a prefix is requested only when no address is available"
+                    .to_string(),
+            );
+        }
+        if self.warm_ip_target == Some(0) || self.minimum_ip_target == Some(0) {
+            w.push(
+                "WARM_IP_TARGET=0 / MINIMUM_IP_TARGET=0 count as not set (the source ignores zero)"
+                    .to_string(),
+            );
+        }
+        if !pd_effective && !self.ip_targets_defined() && self.warm_eni_target == 0 {
+            w.push(
+                "WARM_ENI_TARGET=0 without IP targets: addresses are requested only when none is available"
+                    .to_string(),
+            );
+        }
+        w
+    }
+}
+
+/// ipamd's fixed timing (CNI v1.23 source constants).
+pub mod timing {
+    use crate::time::Ms;
+    /// `ipPoolMonitorInterval`: one pool decision every 5 s.
+    pub const POOL_INTERVAL: Ms = Ms::from_secs(5);
+    /// `decreaseIPPoolInterval`: releases at most once per 30 s.
+    pub const DECREASE_INTERVAL: Ms = Ms::from_secs(30);
+    /// `insufficientCidrErrorCooldown`: growth pauses 120 s after
+    /// `InsufficientCidrBlocks` / `InsufficientFreeAddressesInSubnet`.
+    pub const INSUFFICIENT_PAUSE: Ms = Ms::from_secs(120);
+    /// `minLifeTime`: an ENI younger than this is never removed.
+    pub const ENI_MIN_AGE: Ms = Ms::from_secs(60);
+}
