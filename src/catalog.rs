@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const EMBEDDED_CSV: &str = include_str!("../data/instance-types.csv");
 
 /// Hypervisor as the CNI's limits table reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Hypervisor {
     Nitro,
@@ -19,7 +19,7 @@ pub enum Hypervisor {
 }
 
 /// One instance type's network and size facts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceType {
     #[serde(rename = "instance_type", alias = "name")]

@@ -11,6 +11,9 @@ use subnetsim::catalog::{max_pods, Catalog, CatalogError, MaxPodsQuery};
 use subnetsim::inspect::{self, InspectError, SubnetSource};
 use subnetsim::ipamd::steady::{steady_state, SteadyError};
 use subnetsim::ipamd::CniConfig;
+use subnetsim::scenario::{self, ScenarioError};
+use subnetsim::sim::Simulation;
+use subnetsim::time::Ms;
 
 /// Simulate EKS cluster churn against VPC subnet /28 fragmentation.
 #[derive(Parser, Debug)]
@@ -30,6 +33,47 @@ enum Command {
     Inspect(InspectArgs),
     /// One node's steady state: what a node with N pods takes from its subnet.
     Node(NodeArgs),
+    /// Run a scenario: time series, event log, summary, charts.
+    Run(RunArgs),
+    /// Check a scenario without running it.
+    Validate(ValidateArgs),
+    /// Print the scenario file's JSON Schema (for editor completion).
+    Schema,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Scenario file (YAML).
+    file: PathBuf,
+    /// Seed for every random stream (default: the scenario's `seed`).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output folder (default: output/<scenario name>/).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Simulated duration, overriding the scenario's (e.g. 30m, 2h).
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    duration: Option<Ms>,
+    /// No progress bar and no summary on stdout.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Write wall_time_s and events_per_second as null, so summary.json is
+    /// byte-identical between runs too.
+    #[arg(long)]
+    no_wall_clock: bool,
+}
+
+#[derive(Args, Debug)]
+struct ValidateArgs {
+    /// Scenario file (YAML).
+    file: PathBuf,
+}
+
+fn parse_duration(s: &str) -> Result<Ms, String> {
+    match Ms::parse(s)? {
+        Ms::ZERO => Err("must be more than 0".into()),
+        d => Ok(d),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -116,8 +160,9 @@ struct InspectArgs {
     /// Output of `aws ec2 describe-subnets` (instead of --cidr).
     #[arg(long, value_name = "FILE")]
     subnet: Option<PathBuf>,
-    /// Which subnet of the --subnet file, when it lists several.
-    #[arg(long, value_name = "ID", requires = "subnet")]
+    /// Which subnet: picks it from a --subnet file listing several, and
+    /// keeps only ENIs whose SubnetId matches.
+    #[arg(long, value_name = "ID")]
     subnet_id: Option<String>,
     /// Output of `aws ec2 describe-network-interfaces --filters Name=subnet-id,Values=…`.
     #[arg(long, value_name = "FILE")]
@@ -136,6 +181,7 @@ fn is_input_error(e: &anyhow::Error) -> bool {
         c.downcast_ref::<CatalogError>().is_some()
             || c.downcast_ref::<InspectError>().is_some()
             || c.downcast_ref::<SteadyError>().is_some()
+            || c.downcast_ref::<ScenarioError>().is_some()
     })
 }
 
@@ -166,6 +212,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::InstanceTypes(a) => cmd_instance_types(a),
         Command::Inspect(a) => cmd_inspect(a),
         Command::Node(a) => cmd_node(a),
+        Command::Run(a) => cmd_run(a),
+        Command::Validate(a) => cmd_validate(a),
+        Command::Schema => print_json(&subnetsim::scenario::json_schema()),
     }
 }
 
@@ -256,7 +305,7 @@ fn cmd_instance_types(a: InstanceTypesArgs) -> Result<()> {
 
 fn cmd_inspect(a: InspectArgs) -> Result<()> {
     let source = match (&a.cidr, &a.subnet) {
-        (Some(c), _) => SubnetSource::Cidr(*c),
+        (Some(c), _) => SubnetSource::Cidr(*c, a.subnet_id.as_deref()),
         (None, Some(p)) => SubnetSource::File(p, a.subnet_id.as_deref()),
         (None, None) => unreachable!("clap requires one"),
     };
@@ -327,5 +376,106 @@ fn cmd_node(a: NodeArgs) -> Result<()> {
     }
     println!("  subnet addresses:   {}", r.subnet_addresses);
     println!("  unused pod IPs:     {}", r.unused_ips);
+    Ok(())
+}
+
+fn cmd_validate(a: ValidateArgs) -> Result<()> {
+    let sc = scenario::load(&a.file)?;
+    for w in &sc.warnings {
+        eprintln!("warning: {w}");
+    }
+    let c = &sc.cluster;
+    println!(
+        "{}: ok ({}: {} subnet(s), {} node pool(s), {} workload(s), duration {}, seed {})",
+        a.file.display(),
+        sc.name,
+        c.subnets.len(),
+        c.pools.len(),
+        c.workloads.len(),
+        sc.duration,
+        sc.seed
+    );
+    Ok(())
+}
+
+fn cmd_run(a: RunArgs) -> Result<()> {
+    use std::io::IsTerminal;
+    let mut sc = scenario::load(&a.file)?;
+    if let Some(d) = a.duration {
+        sc.duration = d;
+        if sc.sample_every > d {
+            sc.sample_every = d;
+        }
+    }
+    let seed = a.seed.unwrap_or(sc.seed);
+    for w in &sc.warnings {
+        eprintln!("warning: {w}");
+    }
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("output").join(&sc.name));
+    let started = std::time::Instant::now();
+    let show = !a.quiet && std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(sc.duration.as_millis()),
+        indicatif::ProgressDrawTarget::hidden(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} simulating [{bar:40}] {percent}% ({elapsed})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let mut visible = false;
+    let sim = Simulation::new(&sc, seed);
+    let mut result = sim.run(&mut |t: Ms| {
+        if show && !visible && started.elapsed() > std::time::Duration::from_millis(300) {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            visible = true;
+        }
+        bar.set_position(t.as_millis());
+    });
+    bar.finish_and_clear();
+    let wall = started.elapsed().as_secs_f64();
+    if !a.no_wall_clock {
+        result.summary.wall_time_s = Some((wall * 1000.0).round() / 1000.0);
+        result.summary.events_per_second =
+            Some((result.summary.events_processed as f64 / wall.max(1e-9)).round());
+    }
+    let rendered = subnetsim::output::render(&result)?;
+    let written = subnetsim::output::write_all(&out, &rendered)
+        .with_context(|| format!("cannot write the outputs into {}", out.display()))?;
+    if !a.quiet {
+        let s = &result.summary;
+        println!(
+            "{} (seed {}): {} simulated, {} events",
+            s.scenario, s.seed, s.simulated_duration, s.events_processed
+        );
+        println!(
+            "  failures: {} InsufficientCidrBlocks, {} InsufficientFreeAddressesInSubnet, {} InvalidParameterValue",
+            s.failures.insufficient_cidr_blocks,
+            s.failures.insufficient_free_addresses,
+            s.failures.invalid_parameter_value
+        );
+        if let Some(f) = &s.first_insufficient_cidr_blocks {
+            println!(
+                "  first InsufficientCidrBlocks: {}s in {}",
+                f.time_s, f.subnet
+            );
+        }
+        for m in &s.min_delegatable_blocks {
+            println!(
+                "  {}: min {} delegatable /28 blocks at {}s ({} free addresses then)",
+                m.subnet, m.delegatable_blocks, m.time_s, m.free_ips_then
+            );
+        }
+        println!(
+            "  peak pods waiting for an address: {}",
+            s.peak_pods_waiting_ip.pods
+        );
+        println!("wrote {} files to {}", written.len(), out.display());
+    }
     Ok(())
 }

@@ -159,7 +159,8 @@ fn invalid(file: &Path, message: impl Into<String>) -> InspectError {
 
 /// Where the subnet's CIDR comes from.
 pub enum SubnetSource<'a> {
-    Cidr(Ipv4Net),
+    /// A CIDR and, optionally, the subnet id to keep ENIs of.
+    Cidr(Ipv4Net, Option<&'a str>),
     /// A `describe-subnets` file and, when it lists several, which one.
     File(&'a Path, Option<&'a str>),
 }
@@ -236,9 +237,9 @@ pub fn load(
     reservations_file: Option<&Path>,
 ) -> Result<Inspection, InspectError> {
     let meta = match subnet {
-        SubnetSource::Cidr(cidr) => SubnetMeta {
+        SubnetSource::Cidr(cidr, id) => SubnetMeta {
             cidr,
-            subnet_id: None,
+            subnet_id: id.map(str::to_string),
             availability_zone: None,
             available_ip_address_count: None,
         },
@@ -327,6 +328,12 @@ pub fn load(
     let d: DescribeNetworkInterfaces = read_json(enis_file)?;
     let mut owners: BTreeMap<&'static str, (u32, u32, u32)> = BTreeMap::new();
     for (i, eni) in d.network_interfaces.iter().enumerate() {
+        // A file covering several subnets: keep this subnet's ENIs.
+        if let (Some(want), Some(have)) = (&meta.subnet_id, &eni.subnet_id) {
+            if want != have {
+                continue;
+            }
+        }
         let here = |what: &str, e: AddrError| {
             invalid(
                 enis_file,

@@ -6,10 +6,23 @@
 //! - [`addr`]: subnet address space and EC2 allocation;
 //! - [`catalog`]: the instance-type catalogue and the max-pods calculator;
 //! - [`ipamd`]: the VPC CNI's per-node IP manager;
-//! - [`inspect`]: reading a real subnet's state from AWS CLI output.
+//! - [`cluster`]: node, pod and workload specs, the scheduler's placement;
+//! - [`engine`]: the ordered event queue and named random streams;
+//! - [`inspect`]: reading a real subnet's state from AWS CLI output (and
+//!   the AWS shapes a run writes);
+//! - [`scenario`]: YAML scenarios resolved into validated specs;
+//! - [`sim`]: the simulation, wiring the layers to the event queue;
+//! - [`output`]: CSV, JSON and PNG files of a run.
+//!
+//! The command-line interface is in the binary (`src/cli.rs`).
 
 pub mod addr;
 pub mod catalog;
+pub mod cluster;
+pub mod engine;
 pub mod inspect;
 pub mod ipamd;
+pub mod output;
+pub mod scenario;
+pub mod sim;
 pub mod time;

@@ -132,6 +132,22 @@ impl Sub for Ms {
     }
 }
 
+impl schemars::JsonSchema for Ms {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: a number with a unit (500ms, 30s, 15m, 2h, 7d, or combined like 1h30m); a bare integer is seconds.",
+            "anyOf": [
+                {"type": "string", "pattern": "^([0-9]+(ms|s|m|h|d))+$"},
+                {"type": "integer", "minimum": 0}
+            ]
+        })
+    }
+}
+
 impl Serialize for Ms {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_string())

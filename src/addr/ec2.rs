@@ -57,7 +57,19 @@ impl Ec2Error {
 
 /// What an ENI belongs to; names follow the owner types of AWS support's
 /// analyzer so `inspect` output and simulated output read alike.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OwnerKind {
     /// An EC2 instance's primary ENI (device index 0): the node's address.
@@ -67,8 +79,10 @@ pub enum OwnerKind {
     /// Another ENI attached to an instance (device index > 0).
     Ec2Secondary,
     /// EKS control-plane cross-account ENI (`Amazon EKS …`).
+    #[serde(alias = "control_plane")]
     EksManaged,
     /// Application/classic load balancer (`ELB …`).
+    #[serde(alias = "alb")]
     Elb,
     /// Network load balancer.
     Nlb,
@@ -134,7 +148,7 @@ pub struct EniInfo {
 }
 
 /// The knobs for what EC2 does not document (model reference §1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ec2Config {
     /// Where automatic single addresses land. Default `random` (CNI #2313).

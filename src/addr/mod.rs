@@ -24,7 +24,7 @@ pub use placement::Placement;
 pub use subnet::{BlockClass, Subnet, SubnetStats};
 
 /// Subnet CIDR reservation type (VPC user guide, subnet CIDR reservations).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReservationType {
     /// EC2 assigns prefixes from it automatically, before the rest.

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::idset::IdSet;
 
 /// A placement policy over the candidate set(s) a subnet maintains.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Placement {
     /// Uniformly random among the candidates.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::time::Ms;
 
 /// CNI settings. Field names follow the environment variables.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CniConfig {
     /// `ENABLE_PREFIX_DELEGATION`. The code default is false; subnetsim's

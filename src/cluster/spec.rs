@@ -1,0 +1,151 @@
+//! The cluster's configuration (deserializable, with documented defaults)
+//! and the validated model a scenario resolves into.
+
+use ipnet::Ipv4Net;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::addr::ec2::OwnerKind;
+use crate::addr::{Ec2Config, Reservation};
+use crate::catalog::InstanceType;
+use crate::ipamd::CniConfig;
+use crate::time::Ms;
+
+/// kubelet's retry of a pod sandbox that got no address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubeletConfig {
+    /// First retry after a failed sandbox (`failed to assign an IP address
+    /// to container`). Default 10s (model reference §4).
+    pub retry_base: Ms,
+    /// The back-off doubles per failure up to this. Default 5m (kubelet's
+    /// maximum container back-off; not documented for sandboxes: a knob).
+    pub retry_max: Ms,
+}
+
+impl Default for KubeletConfig {
+    fn default() -> Self {
+        KubeletConfig {
+            retry_base: Ms::from_secs(10),
+            retry_max: Ms::from_secs(300),
+        }
+    }
+}
+
+/// Node launch timing (model reference §5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeTiming {
+    /// Launch to kubelet registered: half the launches fall uniformly in
+    /// [boot_min, boot_median], half in [boot_median, boot_max].
+    pub boot_min: Ms,
+    pub boot_median: Ms,
+    pub boot_max: Ms,
+    /// After a failed launch (no address for the node's primary ENI), the
+    /// node group tries again after this long.
+    pub launch_retry: Ms,
+    /// Host-network DaemonSet pods per node (aws-node, kube-proxy): they
+    /// count against max pods but take no address (the "+2" of the max-pods
+    /// formula).
+    pub daemonset_pods: u32,
+}
+
+impl Default for NodeTiming {
+    fn default() -> Self {
+        NodeTiming {
+            boot_min: Ms::from_secs(30),
+            boot_median: Ms::from_secs(40),
+            boot_max: Ms::from_secs(80),
+            launch_retry: Ms::from_secs(30),
+            daemonset_pods: 2,
+        }
+    }
+}
+
+/// kube-scheduler's `NodeResourcesFit` scoring (model reference §6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Scoring {
+    /// Prefer the least allocated node (spreads pods): the default.
+    #[default]
+    LeastAllocated,
+    /// Prefer the most allocated node (packs pods).
+    MostAllocated,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    pub scoring: Scoring,
+}
+
+/// On-demand or spot capacity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CapacityType {
+    #[default]
+    OnDemand,
+    Spot,
+}
+
+/// A group of single-address consumers in a subnet (load balancers,
+/// Lambda, endpoints, control plane …): `count` ENIs of one primary address
+/// each, placed by EC2.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConsumerSpec {
+    pub kind: OwnerKind,
+    pub count: u32,
+    /// Each ENI is replaced (deleted, then created again wherever EC2 puts
+    /// it) after an exponentially distributed time with this mean.
+    pub churn_every: Option<Ms>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SubnetSpec {
+    pub name: String,
+    pub cidr: Ipv4Net,
+    pub zone: String,
+    pub reservations: Vec<Reservation>,
+    pub consumers: Vec<ConsumerSpec>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PoolSpec {
+    pub name: String,
+    pub instance: InstanceType,
+    /// Indices into the cluster's subnets (node subnets).
+    pub subnets: Vec<usize>,
+    /// Under custom networking: the ENIConfig subnet per node subnet
+    /// (parallel to `subnets`); else equal to `subnets`.
+    pub pod_subnets: Vec<usize>,
+    pub size: u32,
+    pub max_pods: u32,
+    pub capacity_type: CapacityType,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkloadSpec {
+    pub name: String,
+    pub replicas: u32,
+    pub cpu_millis: u64,
+    pub memory_mib: u64,
+    /// Only on this pool's nodes (a node selector), else anywhere.
+    pub pool: Option<usize>,
+    /// A rolling restart of every replica, this often.
+    pub restart_every: Option<Ms>,
+    /// When the workload is created.
+    pub start: Ms,
+}
+
+/// Everything the cluster simulation needs, validated.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterSpec {
+    pub cni: CniConfig,
+    pub ec2: Ec2Config,
+    pub kubelet: KubeletConfig,
+    pub nodes: NodeTiming,
+    pub scheduler: SchedulerConfig,
+    pub subnets: Vec<SubnetSpec>,
+    pub pools: Vec<PoolSpec>,
+    pub workloads: Vec<WorkloadSpec>,
+}

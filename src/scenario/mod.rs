@@ -1,0 +1,806 @@
+//! Scenarios: one YAML file, deserialized into raw types (serde, unknown
+//! fields refused) and resolved into validated model types
+//! ([`Scenario`], [`ClusterSpec`]). Every error names the file, the line and
+//! column, the field, and what would be valid. Nothing here panics on input.
+//!
+//! The field-by-field reference is `docs/scenario-reference.md`; the same
+//! structure as a JSON Schema is printed by `subnetsim schema`.
+
+pub mod locate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path as FsPath, PathBuf};
+
+use ipnet::Ipv4Net;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::addr::ec2::OwnerKind;
+use crate::addr::{Ec2Config, Reservation, ReservationType, Subnet};
+
+use crate::catalog::{max_pods, nearest_names, Catalog, InstanceType, MaxPodsQuery};
+use crate::cluster::spec::{
+    CapacityType, ClusterSpec, ConsumerSpec, KubeletConfig, NodeTiming, PoolSpec, SchedulerConfig,
+    SubnetSpec, WorkloadSpec,
+};
+use crate::ipamd::CniConfig;
+use crate::time::Ms;
+use locate::{locate, Path};
+
+/// A scenario file as written.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "subnetsim scenario")]
+pub struct RawScenario {
+    /// Names the run; the default output folder is `output/<name>/`.
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Seed of every random stream (`--seed` overrides it).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Simulated time to run.
+    pub duration: Ms,
+    /// Interval between rows of `timeseries.csv`.
+    #[serde(default = "default_sample")]
+    pub sample_every: Ms,
+    /// VPC CNI settings (aws-node environment).
+    #[serde(default)]
+    pub vpc_cni: CniConfig,
+    /// EC2 placement policies and undocumented behaviour.
+    #[serde(default)]
+    pub ec2: Ec2Config,
+    #[serde(default)]
+    pub kubelet: KubeletConfig,
+    #[serde(default)]
+    pub nodes: NodeTiming,
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+    /// Instance types added to (or replacing entries of) the catalogue.
+    #[serde(default)]
+    pub instance_types: Vec<InstanceType>,
+    pub subnets: Vec<RawSubnet>,
+    pub node_pools: Vec<RawNodePool>,
+    #[serde(default)]
+    pub workloads: Vec<RawWorkload>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+fn default_sample() -> Ms {
+    Ms::from_secs(60)
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSubnet {
+    /// Unique name, referred to by node pools.
+    pub name: String,
+    /// IPv4 CIDR, /16 to /28.
+    pub cidr: String,
+    /// Availability zone.
+    pub zone: String,
+    #[serde(default)]
+    pub reservations: Vec<RawReservation>,
+    /// Other users of single addresses in this subnet.
+    #[serde(default)]
+    pub consumers: Vec<RawConsumer>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawReservation {
+    /// CIDR inside the subnet.
+    pub cidr: String,
+    /// `prefix` or `explicit`.
+    #[serde(rename = "type")]
+    pub kind: ReservationType,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsumer {
+    /// What the ENIs are (analyzer owner types): `eks_managed`
+    /// (alias `control_plane`), `elb` (alias `alb`), `nlb`, `lambda`,
+    /// `vpc_endpoint`, `nat_gateway`, `efs`, `rds`, `other`, ...
+    pub kind: OwnerKind,
+    /// ENIs (one address each).
+    pub count: u32,
+    /// Mean time after which each ENI is replaced at a new address.
+    #[serde(default)]
+    pub churn_every: Option<Ms>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNodePool {
+    pub name: String,
+    /// Catalogue name, e.g. `m5.large`.
+    pub instance_type: String,
+    /// Node subnets (names); nodes are balanced across them.
+    pub subnets: Vec<String>,
+    /// Under custom networking: the ENIConfig (pod) subnet for each node
+    /// subnet, in the same order.
+    #[serde(default)]
+    pub pod_subnets: Option<Vec<String>>,
+    /// Nodes (fixed size).
+    pub size: u32,
+    /// kubelet max pods; default: the max-pods calculator for the CNI
+    /// settings.
+    #[serde(default)]
+    pub max_pods: Option<u32>,
+    #[serde(default)]
+    pub capacity_type: CapacityType,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkload {
+    pub name: String,
+    pub replicas: u32,
+    /// CPU request per pod: `250m`, `1`, `1.5`.
+    #[serde(default = "default_cpu")]
+    pub cpu: String,
+    /// Memory request per pod: `512Mi`, `1Gi`, `1G`.
+    #[serde(default = "default_mem")]
+    pub memory: String,
+    /// Only on this node pool's nodes.
+    #[serde(default)]
+    pub node_pool: Option<String>,
+    /// Rolling restart of every replica this often.
+    #[serde(default)]
+    pub restart_every: Option<Ms>,
+    /// When the workload is created (default at once).
+    #[serde(default)]
+    pub start: Option<Ms>,
+}
+
+fn default_cpu() -> String {
+    "100m".into()
+}
+
+fn default_mem() -> String {
+    "128Mi".into()
+}
+
+/// A validated scenario.
+#[derive(Clone, Debug, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub description: Option<String>,
+    pub seed: u64,
+    pub duration: Ms,
+    pub sample_every: Ms,
+    pub cluster: ClusterSpec,
+    /// Notes worth telling the user (e.g. a CNI setting the CNI does not
+    /// support, PD falling back on a Xen type).
+    pub warnings: Vec<String>,
+}
+
+/// One problem in a scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The field, as a path (`node_pools[1].instance_type`).
+    pub field: String,
+    pub message: String,
+}
+
+/// Why a scenario was refused: one or more problems in one file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.file.display())?;
+            if let Some(l) = p.line {
+                write!(f, ":{l}")?;
+                if let Some(c) = p.column {
+                    write!(f, ":{c}")?;
+                }
+            }
+            if p.field.is_empty() {
+                write!(f, ": {}", p.message)?;
+            } else {
+                write!(f, ": {}: {}", p.field, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Collects problems with their positions.
+struct Checker<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, path: &Path, message: impl Into<String>) {
+        let pos = locate(self.text, path);
+        self.problems.push(Problem {
+            line: pos.map(|p| p.0),
+            column: pos.map(|p| p.1),
+            field: path.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+fn one_of(valid: &[String]) -> String {
+    if valid.is_empty() {
+        "none is defined".to_string()
+    } else {
+        format!("valid: {}", valid.join(", "))
+    }
+}
+
+/// Parses a CPU quantity into millicores: `250m`, `1`, `0.5`.
+pub fn parse_cpu(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let bad = || format!("`{s}` is not a CPU quantity (e.g. 250m, 1, 1.5)");
+    if let Some(m) = t.strip_suffix('m') {
+        return m.parse::<u64>().map_err(|_| bad());
+    }
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    if frac.len() > 3 || int.is_empty() && frac.is_empty() {
+        return Err(bad());
+    }
+    let i: u64 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| bad())?
+    };
+    let f: u64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<3}").parse().map_err(|_| bad())?
+    };
+    i.checked_mul(1000)
+        .and_then(|v| v.checked_add(f))
+        .ok_or_else(bad)
+}
+
+/// Parses a memory quantity into MiB: `512Mi`, `1Gi`, `1G`, `500M`.
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let bad = || format!("`{s}` is not a memory quantity (e.g. 128Mi, 1Gi, 512M)");
+    let units: [(&str, f64); 6] = [
+        ("Ki", 1.0 / 1024.0),
+        ("Mi", 1.0),
+        ("Gi", 1024.0),
+        ("K", 1000.0 / 1_048_576.0),
+        ("M", 1_000_000.0 / 1_048_576.0),
+        ("G", 1_000_000_000.0 / 1_048_576.0),
+    ];
+    for (u, mult) in units {
+        if let Some(n) = t.strip_suffix(u) {
+            let v: u64 = n.parse().map_err(|_| bad())?;
+            return Ok((v as f64 * mult).ceil() as u64);
+        }
+    }
+    Err(bad())
+}
+
+/// Reads and validates a scenario file.
+pub fn load(path: &FsPath) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: path.to_path_buf(),
+        problems: vec![Problem {
+            line: None,
+            column: None,
+            field: String::new(),
+            message: format!("cannot read: {e}"),
+        }],
+    })?;
+    parse(&text, path)
+}
+
+/// Validates scenario text; `file` names it in errors.
+pub fn parse(text: &str, file: &FsPath) -> Result<Scenario, ScenarioError> {
+    let raw: RawScenario = serde_yaml::from_str(text).map_err(|e| {
+        let loc = e.location();
+        // serde_yaml prefixes the field path, then appends the position.
+        let msg = e.to_string();
+        let msg = match msg.rfind(" at line ") {
+            Some(i) => msg[..i].to_string(),
+            None => msg,
+        };
+        let (field, message) = match msg.split_once(": ") {
+            Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
+            _ => (String::new(), msg),
+        };
+        ScenarioError {
+            file: file.to_path_buf(),
+            problems: vec![Problem {
+                line: loc.as_ref().map(|l| l.line()),
+                column: loc.as_ref().map(|l| l.column()),
+                field,
+                message,
+            }],
+        }
+    })?;
+    let mut c = Checker {
+        text,
+        problems: Vec::new(),
+    };
+    let scenario = resolve(raw, &mut c);
+    if c.problems.is_empty() {
+        Ok(scenario.expect("no problems, so resolved"))
+    } else {
+        Err(ScenarioError {
+            file: file.to_path_buf(),
+            problems: c.problems,
+        })
+    }
+}
+
+fn check_unique<'a>(c: &mut Checker, what: &str, names: impl Iterator<Item = &'a str>) {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, n) in names.enumerate() {
+        let path = Path::default().key(what).index(i).key("name");
+        if n.is_empty() {
+            c.err(&path, "must not be empty");
+        }
+        if let Some(first) = seen.insert(n, i) {
+            c.err(
+                &path,
+                format!("`{n}` is already the name of {what}[{first}]; names must be unique"),
+            );
+        }
+    }
+}
+
+fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
+    let root = Path::default();
+    if raw.duration == Ms::ZERO {
+        c.err(&root.key("duration"), "must be more than 0 (e.g. 2h)");
+    }
+    if raw.sample_every == Ms::ZERO {
+        c.err(&root.key("sample_every"), "must be more than 0 (e.g. 30s)");
+    } else if raw.sample_every > raw.duration && raw.duration > Ms::ZERO {
+        c.err(
+            &root.key("sample_every"),
+            format!(
+                "{} is longer than the duration {}",
+                raw.sample_every, raw.duration
+            ),
+        );
+    }
+    if raw.nodes.boot_min > raw.nodes.boot_median || raw.nodes.boot_median > raw.nodes.boot_max {
+        c.err(
+            &root.key("nodes"),
+            "needs boot_min <= boot_median <= boot_max",
+        );
+    }
+    if raw.kubelet.retry_base == Ms::ZERO || raw.kubelet.retry_base > raw.kubelet.retry_max {
+        c.err(&root.key("kubelet"), "needs 0 < retry_base <= retry_max");
+    }
+
+    // Catalogue with the scenario's own types.
+    let mut catalog = Catalog::embedded().clone();
+    for (i, t) in raw.instance_types.iter().enumerate() {
+        let p = root.key("instance_types").index(i);
+        if t.enis == 0 || t.ipv4_per_eni < 2 {
+            c.err(&p, "needs enis >= 1 and ipv4_per_eni >= 2");
+        }
+        catalog.insert(t.clone());
+    }
+
+    // Subnets.
+    check_unique(c, "subnets", raw.subnets.iter().map(|s| s.name.as_str()));
+    if raw.subnets.is_empty() {
+        c.err(&root.key("subnets"), "at least one subnet is needed");
+    }
+    let mut subnets = Vec::new();
+    let mut cidrs: Vec<(usize, Ipv4Net)> = Vec::new();
+    for (i, s) in raw.subnets.iter().enumerate() {
+        let p = root.key("subnets").index(i);
+        let cidr = match s.cidr.parse::<Ipv4Net>() {
+            Ok(n) if n.trunc() != n => {
+                c.err(
+                    &p.key("cidr"),
+                    format!("`{}` has host bits set; write {}", s.cidr, n.trunc()),
+                );
+                continue;
+            }
+            Ok(n) => n,
+            Err(_) => {
+                c.err(
+                    &p.key("cidr"),
+                    format!("`{}` is not an IPv4 CIDR (e.g. 10.0.0.0/22)", s.cidr),
+                );
+                continue;
+            }
+        };
+        for &(j, other) in &cidrs {
+            if other.contains(&cidr.network()) || cidr.contains(&other.network()) {
+                c.err(
+                    &p.key("cidr"),
+                    format!("{cidr} overlaps subnets[{j}] ({other})"),
+                );
+            }
+        }
+        cidrs.push((i, cidr));
+        let mut reservations = Vec::new();
+        let mut bad = false;
+        for (j, r) in s.reservations.iter().enumerate() {
+            match r.cidr.parse::<Ipv4Net>() {
+                Ok(n) => reservations.push(Reservation {
+                    cidr: n,
+                    kind: r.kind,
+                }),
+                Err(_) => {
+                    bad = true;
+                    c.err(
+                        &p.key("reservations").index(j).key("cidr"),
+                        format!("`{}` is not an IPv4 CIDR", r.cidr),
+                    );
+                }
+            }
+        }
+        if !bad {
+            if let Err(e) = Subnet::new(cidr, reservations.clone()) {
+                c.err(
+                    &p.key(if s.reservations.is_empty() {
+                        "cidr"
+                    } else {
+                        "reservations"
+                    }),
+                    e.to_string(),
+                );
+            }
+        }
+        let consumers = s
+            .consumers
+            .iter()
+            .enumerate()
+            .filter_map(|(j, k)| {
+                if k.churn_every == Some(Ms::ZERO) {
+                    c.err(
+                        &p.key("consumers").index(j).key("churn_every"),
+                        "must be more than 0 or omitted",
+                    );
+                    return None;
+                }
+                Some(ConsumerSpec {
+                    kind: k.kind,
+                    count: k.count,
+                    churn_every: k.churn_every,
+                })
+            })
+            .collect();
+        subnets.push(SubnetSpec {
+            name: s.name.clone(),
+            cidr,
+            zone: s.zone.clone(),
+            reservations,
+            consumers,
+        });
+    }
+    let subnet_names: Vec<String> = raw.subnets.iter().map(|s| s.name.clone()).collect();
+    let find_subnet = |c: &mut Checker, path: &Path, name: &str| -> Option<usize> {
+        let hit = subnet_names.iter().position(|n| n == name);
+        if hit.is_none() {
+            let near = nearest_names(name, subnet_names.iter().map(String::as_str), 3);
+            c.err(path, format!("no subnet named `{name}`; {}", one_of(&near)));
+        }
+        hit
+    };
+
+    // Node pools.
+    check_unique(
+        c,
+        "node_pools",
+        raw.node_pools.iter().map(|p| p.name.as_str()),
+    );
+    let mut warnings = Vec::new();
+    let mut pools = Vec::new();
+    for (i, np) in raw.node_pools.iter().enumerate() {
+        let p = root.key("node_pools").index(i);
+        let t = match catalog.get(&np.instance_type) {
+            Ok(t) => t.clone(),
+            Err(e) => {
+                c.err(&p.key("instance_type"), e.to_string());
+                continue;
+            }
+        };
+        if np.subnets.is_empty() {
+            c.err(
+                &p.key("subnets"),
+                format!("at least one subnet; {}", one_of(&subnet_names)),
+            );
+        }
+        let sn: Vec<Option<usize>> = np
+            .subnets
+            .iter()
+            .enumerate()
+            .map(|(j, n)| find_subnet(c, &p.key("subnets").index(j), n))
+            .collect();
+        let pod_sn: Vec<Option<usize>> = match (&np.pod_subnets, raw.vpc_cni.custom_networking) {
+            (Some(ps), true) => {
+                if ps.len() != np.subnets.len() {
+                    c.err(
+                        &p.key("pod_subnets"),
+                        format!(
+                            "{} pod subnets for {} node subnets: give one ENIConfig subnet per node subnet, in order",
+                            ps.len(),
+                            np.subnets.len()
+                        ),
+                    );
+                }
+                ps.iter()
+                    .enumerate()
+                    .map(|(j, n)| find_subnet(c, &p.key("pod_subnets").index(j), n))
+                    .collect()
+            }
+            (None, true) => {
+                c.err(
+                    &p.key("pod_subnets"),
+                    "vpc_cni.custom_networking is on: give the ENIConfig subnet for each node subnet",
+                );
+                vec![]
+            }
+            (Some(_), false) => {
+                c.err(
+                    &p.key("pod_subnets"),
+                    "only used with vpc_cni.custom_networking: true",
+                );
+                vec![]
+            }
+            (None, false) => sn.clone(),
+        };
+        let pd = raw.vpc_cni.prefix_delegation && t.supports_prefix_delegation();
+        if raw.vpc_cni.prefix_delegation && !pd {
+            warnings.push(format!(
+                "node_pools[{i}] ({}): {} is not Nitro or bare metal; the CNI falls back to secondary-IP mode",
+                np.name, t.name
+            ));
+        }
+        let mp = match np.max_pods {
+            Some(0) => {
+                c.err(&p.key("max_pods"), "must be at least 1");
+                continue;
+            }
+            Some(m) => m,
+            None => {
+                let q = MaxPodsQuery {
+                    prefix_delegation: raw.vpc_cni.prefix_delegation,
+                    custom_networking: raw.vpc_cni.custom_networking,
+                    max_eni: raw.vpc_cni.max_eni,
+                    vcpus: None,
+                    show_max_allowed: false,
+                };
+                match max_pods(&t, &q) {
+                    Ok(r) => r.max_pods,
+                    Err(e) => {
+                        c.err(&p.key("max_pods"), format!("{e}; set max_pods"));
+                        continue;
+                    }
+                }
+            }
+        };
+        if t.allocatable_cpu_millis.is_none() || t.allocatable_memory_mib.is_none() {
+            c.err(
+                &p.key("instance_type"),
+                format!(
+                    "{} has no allocatable CPU/memory in the catalogue; define it under instance_types",
+                    t.name
+                ),
+            );
+            continue;
+        }
+        if sn.iter().any(Option::is_none) || pod_sn.iter().any(Option::is_none) {
+            continue;
+        }
+        let subnets_ix: Vec<usize> = sn.into_iter().flatten().collect();
+        let pod_ix: Vec<usize> = pod_sn.into_iter().flatten().collect();
+        pools.push(PoolSpec {
+            name: np.name.clone(),
+            instance: t,
+            pod_subnets: if pod_ix.len() == subnets_ix.len() {
+                pod_ix
+            } else {
+                subnets_ix.clone()
+            },
+            subnets: subnets_ix,
+            size: np.size,
+            max_pods: mp,
+            capacity_type: np.capacity_type,
+        });
+    }
+    if raw.node_pools.is_empty() {
+        c.err(&root.key("node_pools"), "at least one node pool is needed");
+    }
+
+    // Workloads.
+    check_unique(
+        c,
+        "workloads",
+        raw.workloads.iter().map(|w| w.name.as_str()),
+    );
+    let pool_names: Vec<String> = raw.node_pools.iter().map(|p| p.name.clone()).collect();
+    let mut workloads = Vec::new();
+    for (i, w) in raw.workloads.iter().enumerate() {
+        let p = root.key("workloads").index(i);
+        let cpu = parse_cpu(&w.cpu).map_err(|m| c.err(&p.key("cpu"), m)).ok();
+        let mem = parse_memory(&w.memory)
+            .map_err(|m| c.err(&p.key("memory"), m))
+            .ok();
+        let pool = match &w.node_pool {
+            None => Some(None),
+            Some(n) => match pool_names.iter().position(|x| x == n) {
+                Some(ix) => Some(Some(ix)),
+                None => {
+                    let near = nearest_names(n, pool_names.iter().map(String::as_str), 3);
+                    c.err(
+                        &p.key("node_pool"),
+                        format!("no node pool named `{n}`; {}", one_of(&near)),
+                    );
+                    None
+                }
+            },
+        };
+        if w.restart_every == Some(Ms::ZERO) {
+            c.err(&p.key("restart_every"), "must be more than 0 or omitted");
+        }
+        if let (Some(cpu), Some(mem), Some(pool)) = (cpu, mem, pool) {
+            workloads.push(WorkloadSpec {
+                name: w.name.clone(),
+                replicas: w.replicas,
+                cpu_millis: cpu,
+                memory_mib: mem,
+                pool,
+                restart_every: w.restart_every,
+                start: w.start.unwrap_or(Ms::ZERO),
+            });
+        }
+    }
+    if !c.problems.is_empty() {
+        return None;
+    }
+    let mut cni_warnings = raw.vpc_cni.warnings(raw.vpc_cni.prefix_delegation);
+    warnings.append(&mut cni_warnings);
+    Some(Scenario {
+        name: raw.name,
+        description: raw.description,
+        seed: raw.seed,
+        duration: raw.duration,
+        sample_every: raw.sample_every,
+        cluster: ClusterSpec {
+            cni: raw.vpc_cni,
+            ec2: raw.ec2,
+            kubelet: raw.kubelet,
+            nodes: raw.nodes,
+            scheduler: raw.scheduler,
+            subnets,
+            pools,
+            workloads,
+        },
+        warnings,
+    })
+}
+
+/// The JSON Schema of a scenario file.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RawScenario)).expect("schema serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_cpu("250m"), Ok(250));
+        assert_eq!(parse_cpu("1"), Ok(1000));
+        assert_eq!(parse_cpu("1.5"), Ok(1500));
+        assert_eq!(parse_cpu("0.25"), Ok(250));
+        assert!(parse_cpu("abc").is_err());
+        assert!(parse_cpu("1.2345").is_err());
+        assert_eq!(parse_memory("512Mi"), Ok(512));
+        assert_eq!(parse_memory("1Gi"), Ok(1024));
+        assert_eq!(parse_memory("1G"), Ok(954));
+        assert!(parse_memory("12").is_err());
+    }
+
+    const OK: &str = "\
+name: t
+duration: 10m
+subnets:
+  - name: a
+    cidr: 10.0.0.0/24
+    zone: z1
+node_pools:
+  - name: p
+    instance_type: m5.large
+    subnets: [a]
+    size: 1
+";
+
+    fn errs(text: &str) -> String {
+        parse(text, FsPath::new("s.yaml")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_minimal_scenario_resolves() {
+        let s = parse(OK, FsPath::new("s.yaml")).unwrap();
+        assert_eq!(s.cluster.pools[0].max_pods, 110);
+        assert_eq!(s.sample_every, Ms::from_secs(60));
+    }
+
+    #[test]
+    fn errors_name_file_line_field_and_valid_values() {
+        let e = errs(&OK.replace("m5.large", "m5.larg"));
+        assert!(e.starts_with("s.yaml:10:5: node_pools[0].instance_type: unknown instance type `m5.larg`; nearest: m5.large"), "{e}");
+        let e = errs(&OK.replace("subnets: [a]", "subnets: [b]"));
+        assert!(e.contains("node_pools[0].subnets"), "{e}");
+        assert!(e.contains("no subnet named `b`; valid: a"), "{e}");
+        let e = errs(&OK.replace("    zone: z1", "    zone: z1\n    zoen: z2"));
+        assert!(e.contains("s.yaml:7:5"), "{e}");
+        assert!(e.contains("unknown field `zoen`"), "{e}");
+        assert!(e.contains("expected one of"), "{e}");
+        let e = errs(&OK.replace("10.0.0.0/24", "10.0.0.0/33"));
+        assert!(
+            e.contains("s.yaml:5:5: subnets[0].cidr: `10.0.0.0/33` is not an IPv4 CIDR"),
+            "{e}"
+        );
+        let e = errs(&OK.replace("duration: 10m", "duration: 10 minutes"));
+        assert!(e.contains("s.yaml:2:"), "{e}");
+        assert!(e.contains("unit"), "{e}");
+        let e = errs(&OK.replace("size: 1", "size: -1"));
+        assert!(e.contains("size"), "{e}");
+        let e = errs("name: [");
+        assert!(e.starts_with("s.yaml:"), "{e}");
+    }
+
+    #[test]
+    fn reservations_and_overlaps_are_checked() {
+        let y = OK.replace(
+            "    zone: z1\n",
+            "    zone: z1\n    reservations:\n      - cidr: 10.0.1.0/28\n        type: prefix\n",
+        );
+        let e = errs(&y);
+        assert!(e.contains("subnets[0].reservations"), "{e}");
+        assert!(e.contains("not inside subnet"), "{e}");
+        let y = OK.replace(
+            "    zone: z1\n",
+            "    zone: z1\n    reservations:\n      - cidr: 10.0.0.0/28\n        type: prefixx\n",
+        );
+        let e = errs(&y);
+        assert!(
+            e.contains("unknown variant `prefixx`, expected `prefix` or `explicit`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn schema_lists_every_section() {
+        let s = json_schema();
+        let props = s["properties"].as_object().unwrap();
+        for k in [
+            "name",
+            "seed",
+            "duration",
+            "sample_every",
+            "vpc_cni",
+            "ec2",
+            "subnets",
+            "node_pools",
+            "workloads",
+        ] {
+            assert!(props.contains_key(k), "{k}");
+        }
+    }
+}

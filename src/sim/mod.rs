@@ -1,0 +1,817 @@
+//! The simulation: a validated scenario played on the engine's event queue
+//! against the cluster, ipamd and EC2 models, observed into a [`RunResult`].
+//!
+//! `Simulation::new(scenario, seed)` builds the state; `run` processes
+//! events until the scenario's duration. Adding a churn source means adding
+//! an [`Event`] variant, its handler, and (if it draws random numbers) a
+//! named stream in [`Streams`].
+
+pub mod observe;
+
+use std::collections::{BTreeSet, VecDeque};
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::addr::ec2::{EniOwner, OwnerKind};
+use crate::addr::{Ec2, EniId, Subnet, SubnetId};
+use crate::cluster::scheduler::{self, Capacity};
+use crate::cluster::spec::ClusterSpec;
+use crate::engine::{stream, EventQueue};
+use crate::ipamd::{IpamEvent, IpamSpec, NodeIpam, PodAddr};
+use crate::scenario::Scenario;
+use crate::time::Ms;
+use observe::{EventRow, Observer, RunResult};
+
+/// Everything that can happen. Handlers are in `Simulation::handle`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A node group launches (or retries launching) a node.
+    NodeLaunch {
+        pool: u32,
+    },
+    /// The node's kubelet registered; aws-node (ipamd) starts.
+    NodeRegistered {
+        node: u32,
+    },
+    /// An ipamd pool decision (ignored unless it is the one ipamd asked for).
+    IpamdTick {
+        node: u32,
+    },
+    /// ipamd's first addresses are usable: the node becomes Ready.
+    NodeReady {
+        node: u32,
+    },
+    /// kubelet creates a pod's sandbox (asks ipamd for an address).
+    PodSandbox {
+        pod: u32,
+        gen: u32,
+    },
+    /// kube-scheduler binds pending pods.
+    Schedule,
+    WorkloadStart {
+        workload: u32,
+    },
+    /// One replica of a workload is replaced (continuous rolling restart).
+    WorkloadReplace {
+        workload: u32,
+    },
+    /// A consumer ENI is replaced at a new address.
+    ConsumerChurn {
+        subnet: u32,
+        group: u32,
+    },
+    /// A row of the time series.
+    Sample,
+}
+
+/// The named random streams (see [`crate::engine`]).
+pub struct Streams {
+    /// EC2's placement of addresses and prefixes.
+    pub ec2: ChaCha8Rng,
+    /// ipamd's random choices (pod address, releases, ENI order).
+    pub ipamd: ChaCha8Rng,
+    /// Node boot times.
+    pub node_boot: ChaCha8Rng,
+    /// Consumer ENI churn times.
+    pub consumers: ChaCha8Rng,
+}
+
+impl Streams {
+    pub fn new(seed: u64) -> Self {
+        Streams {
+            ec2: stream(seed, "ec2"),
+            ipamd: stream(seed, "ipamd"),
+            node_boot: stream(seed, "node_boot"),
+            consumers: stream(seed, "consumers"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NodeState {
+    Booting,
+    NotReady,
+    Ready,
+}
+
+struct Node {
+    pool: u32,
+    subnet: u32,
+    state: NodeState,
+    primary: EniId,
+    ipam: Option<NodeIpam>,
+    cap: Capacity,
+    ready_scheduled: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PodState {
+    Pending,
+    WaitingIp,
+    Running,
+    Free,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pod {
+    workload: u32,
+    state: PodState,
+    node: u32,
+    addr: Option<PodAddr>,
+    retries: u32,
+    gen: u32,
+}
+
+/// Per-subnet gauges kept current by the handlers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SubnetGauges {
+    pub nodes: u32,
+    pub nodes_ready: u32,
+    pub pods_running: u32,
+    pub pods_waiting_ip: u32,
+    pub insufficient_cidr_blocks: u64,
+    pub insufficient_free_addresses: u64,
+    pub invalid_parameter_value: u64,
+}
+
+/// The simulation state.
+pub struct Simulation {
+    pub name: String,
+    pub seed: u64,
+    pub duration: Ms,
+    pub sample_every: Ms,
+    spec: ClusterSpec,
+    pub ec2: Ec2,
+    queue: EventQueue<Event>,
+    rng: Streams,
+    nodes: Vec<Option<Node>>,
+    pool_nodes: Vec<Vec<u32>>,
+    pods: Vec<Pod>,
+    free_pods: Vec<u32>,
+    pending: VecDeque<u32>,
+    pods_pending: u32,
+    schedule_queued: bool,
+    /// Ready nodes by allocation: all, and per pool.
+    ready_all: BTreeSet<(u64, u32)>,
+    ready_pool: Vec<BTreeSet<(u64, u32)>>,
+    workload_pods: Vec<VecDeque<u32>>,
+    /// Consumer ENIs per subnet and group.
+    consumer_enis: Vec<Vec<Vec<EniId>>>,
+    pub gauges: Vec<SubnetGauges>,
+    observer: Observer,
+    ipam_events: Vec<IpamEvent>,
+}
+
+impl Simulation {
+    /// Builds the initial state (subnets, consumers) and the first events.
+    pub fn new(scenario: &Scenario, seed: u64) -> Self {
+        let spec = scenario.cluster.clone();
+        let mut ec2 = Ec2::new(spec.ec2);
+        for s in &spec.subnets {
+            ec2.add_subnet(Subnet::new(s.cidr, s.reservations.clone()).expect("validated subnet"));
+        }
+        let n_sub = spec.subnets.len();
+        let mut sim = Simulation {
+            name: scenario.name.clone(),
+            seed,
+            duration: scenario.duration,
+            sample_every: scenario.sample_every,
+            observer: Observer::new(&spec),
+            ec2,
+            queue: EventQueue::new(),
+            rng: Streams::new(seed),
+            nodes: Vec::new(),
+            pool_nodes: vec![Vec::new(); spec.pools.len()],
+            pods: Vec::new(),
+            free_pods: Vec::new(),
+            pending: VecDeque::new(),
+            pods_pending: 0,
+            schedule_queued: false,
+            ready_all: BTreeSet::new(),
+            ready_pool: vec![BTreeSet::new(); spec.pools.len()],
+            workload_pods: vec![VecDeque::new(); spec.workloads.len()],
+            consumer_enis: vec![Vec::new(); n_sub],
+            gauges: vec![SubnetGauges::default(); n_sub],
+            ipam_events: Vec::new(),
+            spec,
+        };
+        sim.observer
+            .set_run(&scenario.name, seed, scenario.duration);
+        sim.init();
+        sim
+    }
+
+    fn init(&mut self) {
+        // Consumers take their addresses before any node launches.
+        for si in 0..self.spec.subnets.len() {
+            for gi in 0..self.spec.subnets[si].consumers.len() {
+                self.consumer_enis[si].push(Vec::new());
+                let c = self.spec.subnets[si].consumers[gi].clone();
+                for _ in 0..c.count {
+                    self.create_consumer(si as u32, gi as u32);
+                    if let Some(mean) = c.churn_every {
+                        let at = exp_delay(&mut self.rng.consumers, mean);
+                        self.queue.schedule(
+                            at,
+                            Event::ConsumerChurn {
+                                subnet: si as u32,
+                                group: gi as u32,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        for (pi, p) in self.spec.pools.iter().enumerate() {
+            for _ in 0..p.size {
+                self.queue
+                    .schedule(Ms::ZERO, Event::NodeLaunch { pool: pi as u32 });
+            }
+        }
+        for (wi, w) in self.spec.workloads.iter().enumerate() {
+            self.queue.schedule(
+                w.start,
+                Event::WorkloadStart {
+                    workload: wi as u32,
+                },
+            );
+        }
+        self.queue.schedule(Ms::ZERO, Event::Sample);
+    }
+
+    fn log(&mut self, kind: &str, subnet: Option<u32>, node: Option<u32>, detail: String) {
+        let row = EventRow {
+            time: self.queue.now(),
+            kind: kind.to_string(),
+            subnet: subnet
+                .map(|s| self.spec.subnets[s as usize].name.clone())
+                .unwrap_or_default(),
+            node: node.map(node_name).unwrap_or_default(),
+            detail,
+        };
+        self.observer.events.push(row);
+    }
+
+    fn create_consumer(&mut self, si: u32, gi: u32) {
+        let kind = self.spec.subnets[si as usize].consumers[gi as usize].kind;
+        let owner = EniOwner {
+            kind,
+            instance: None,
+            device_index: 1,
+        };
+        match self
+            .ec2
+            .create_eni(SubnetId(si), owner, 0, &mut self.rng.ec2)
+        {
+            Ok(e) => self.consumer_enis[si as usize][gi as usize].push(e),
+            Err(err) => {
+                self.count_failure(si, err);
+                self.log(
+                    err.code(),
+                    Some(si),
+                    None,
+                    format!("{} ENI not created", kind.name()),
+                );
+            }
+        }
+    }
+
+    fn count_failure(&mut self, si: u32, err: crate::addr::Ec2Error) {
+        use crate::addr::Ec2Error::*;
+        let g = &mut self.gauges[si as usize];
+        match err {
+            InsufficientCidrBlocks => g.insufficient_cidr_blocks += 1,
+            InsufficientFreeAddressesInSubnet => g.insufficient_free_addresses += 1,
+            InvalidParameterValue => g.invalid_parameter_value += 1,
+        }
+        let now = self.queue.now();
+        self.observer.failure(now, si, err);
+    }
+
+    /// Runs to the scenario's duration. `progress` is called now and then
+    /// with the simulated time reached.
+    pub fn run(mut self, progress: &mut dyn FnMut(Ms)) -> RunResult {
+        let end = self.duration;
+        let mut n = 0u64;
+        while let Some((at, ev)) = self.queue.pop_until(end) {
+            self.handle(at, ev);
+            self.observer.after_event(at, &self.ec2, &self.gauges);
+            n += 1;
+            if n % 4096 == 0 {
+                progress(at);
+            }
+        }
+        progress(end);
+        let processed = self.queue.processed();
+        let last_sample = self.observer.last_sample_time();
+        if last_sample != Some(end) {
+            self.sample(end);
+        }
+        let final_enis = observe::describe_enis(&self.ec2, &self.spec, &self.name);
+        self.observer.finish(&self.ec2, processed, final_enis)
+    }
+
+    fn handle(&mut self, at: Ms, ev: Event) {
+        match ev {
+            Event::NodeLaunch { pool } => self.node_launch(pool),
+            Event::NodeRegistered { node } => self.node_registered(node),
+            Event::IpamdTick { node } => self.ipamd_tick(at, node),
+            Event::NodeReady { node } => self.node_ready(node),
+            Event::PodSandbox { pod, gen } => self.pod_sandbox(pod, gen),
+            Event::Schedule => self.schedule_pending(),
+            Event::WorkloadStart { workload } => self.workload_start(workload),
+            Event::WorkloadReplace { workload } => self.workload_replace(workload),
+            Event::ConsumerChurn { subnet, group } => self.consumer_churn(subnet, group),
+            Event::Sample => {
+                self.sample(at);
+                let next = at + self.sample_every;
+                if next <= self.duration {
+                    self.queue.schedule(next, Event::Sample);
+                }
+            }
+        }
+    }
+
+    fn sample(&mut self, at: Ms) {
+        let pending = self.pods_pending;
+        self.observer.sample(at, &self.ec2, &self.gauges, pending);
+    }
+
+    // ---- nodes ----
+
+    fn node_launch(&mut self, pool: u32) {
+        let p = self.spec.pools[pool as usize].clone();
+        // Balance zones: the subnet with the fewest of this pool's nodes,
+        // then the most free addresses, then the first listed.
+        let mut best: Option<(usize, u32, u32)> = None;
+        for (k, &si) in p.subnets.iter().enumerate() {
+            let count = self.pool_nodes[pool as usize]
+                .iter()
+                .filter(|&&n| {
+                    self.nodes[n as usize]
+                        .as_ref()
+                        .is_some_and(|x| x.subnet == si as u32)
+                })
+                .count() as u32;
+            let free = self.ec2.free_ips(SubnetId(si as u32));
+            let better = match best {
+                None => true,
+                Some((_, bc, bf)) => count < bc || (count == bc && free > bf),
+            };
+            if better {
+                best = Some((k, count, free));
+            }
+        }
+        let (k, _, _) = best.expect("pools have subnets");
+        let si = p.subnets[k] as u32;
+        let id = self.nodes.len() as u32;
+        let owner = EniOwner {
+            kind: OwnerKind::Ec2Primary,
+            instance: Some(id),
+            device_index: 0,
+        };
+        match self
+            .ec2
+            .create_eni(SubnetId(si), owner, 0, &mut self.rng.ec2)
+        {
+            Err(err) => {
+                self.count_failure(si, err);
+                let retry = self.spec.nodes.launch_retry;
+                self.log(
+                    err.code(),
+                    Some(si),
+                    None,
+                    format!("node launch failed in pool {}; retry in {retry}", p.name),
+                );
+                self.queue
+                    .schedule(self.queue.now() + retry, Event::NodeLaunch { pool });
+            }
+            Ok(primary) => {
+                let t = &p.instance;
+                let cap = Capacity {
+                    cpu_alloc: t.allocatable_cpu_millis.unwrap_or(0),
+                    mem_alloc: t.allocatable_memory_mib.unwrap_or(0),
+                    cpu_used: 0,
+                    mem_used: 0,
+                    pods: self.spec.nodes.daemonset_pods,
+                    max_pods: p.max_pods,
+                };
+                self.nodes.push(Some(Node {
+                    pool,
+                    subnet: si,
+                    state: NodeState::Booting,
+                    primary,
+                    ipam: None,
+                    cap,
+                    ready_scheduled: false,
+                }));
+                self.pool_nodes[pool as usize].push(id);
+                self.gauges[si as usize].nodes += 1;
+                let detail = format!(
+                    "{} in pool {}, {}",
+                    t.name,
+                    p.name,
+                    self.ec2.addr(SubnetId(si), self.ec2.eni(primary).primary)
+                );
+                self.log("node_launched", Some(si), Some(id), detail);
+                let nt = &self.spec.nodes;
+                let boot = boot_time(
+                    &mut self.rng.node_boot,
+                    nt.boot_min,
+                    nt.boot_median,
+                    nt.boot_max,
+                );
+                self.queue
+                    .schedule(self.queue.now() + boot, Event::NodeRegistered { node: id });
+            }
+        }
+    }
+
+    fn node_registered(&mut self, id: u32) {
+        let now = self.queue.now();
+        let Some(node) = self.nodes[id as usize].as_mut() else {
+            return;
+        };
+        let p = &self.spec.pools[node.pool as usize];
+        let k = p
+            .subnets
+            .iter()
+            .position(|&s| s as u32 == node.subnet)
+            .expect("node subnet in pool");
+        let (spec, _note) = IpamSpec::for_type(
+            id,
+            &p.instance,
+            &self.spec.cni,
+            p.max_pods,
+            SubnetId(node.subnet),
+            SubnetId(p.pod_subnets[k] as u32),
+        );
+        let (ipam, first) = NodeIpam::start(spec, node.primary, &self.ec2, now);
+        node.ipam = Some(ipam);
+        node.state = NodeState::NotReady;
+        let si = node.subnet;
+        self.queue.schedule(first, Event::IpamdTick { node: id });
+        self.log("node_registered", Some(si), Some(id), String::new());
+    }
+
+    fn ipamd_tick(&mut self, at: Ms, id: u32) {
+        let Some(node) = self.nodes[id as usize].as_mut() else {
+            return;
+        };
+        let Some(ipam) = node.ipam.as_mut() else {
+            return;
+        };
+        if !ipam.is_due(at) {
+            return;
+        }
+        self.ipam_events.clear();
+        let next = ipam.tick(
+            at,
+            &self.spec.cni,
+            &mut self.ec2,
+            &mut self.rng.ipamd,
+            &mut self.ipam_events,
+        );
+        if let Some(t) = next {
+            self.queue.schedule(t, Event::IpamdTick { node: id });
+        }
+        let pod_si = ipam.spec().pod_subnet.0;
+        if node.state == NodeState::NotReady && !node.ready_scheduled {
+            if let Some(r) = ipam.ready_at() {
+                node.ready_scheduled = true;
+                self.queue.schedule(r, Event::NodeReady { node: id });
+            }
+        }
+        let events = std::mem::take(&mut self.ipam_events);
+        for e in &events {
+            self.log_ipam(id, pod_si, e);
+        }
+        self.ipam_events = events;
+    }
+
+    fn log_ipam(&mut self, node: u32, si: u32, e: &IpamEvent) {
+        let unit = if self.spec.cni.prefix_delegation {
+            "prefix"
+        } else {
+            "address"
+        };
+        match *e {
+            IpamEvent::EniCreated { serial, cidrs, .. } => {
+                self.log(
+                    "eni_created",
+                    Some(si),
+                    Some(node),
+                    format!("{} with {cidrs} {unit}(es)", eni_name(serial)),
+                );
+            }
+            IpamEvent::CidrsAssigned { eni, cidrs } => {
+                let serial = self.ec2.eni(eni).serial;
+                self.log(
+                    "cidrs_assigned",
+                    Some(si),
+                    Some(node),
+                    format!("{cidrs} {unit}(es) on {}", eni_name(serial)),
+                );
+            }
+            IpamEvent::CidrsReleased { eni, cidrs } => {
+                let serial = self.ec2.eni(eni).serial;
+                self.log(
+                    "cidrs_released",
+                    Some(si),
+                    Some(node),
+                    format!("{cidrs} {unit}(es) from {}", eni_name(serial)),
+                );
+            }
+            IpamEvent::EniDeleted { serial } => {
+                self.log("eni_deleted", Some(si), Some(node), eni_name(serial));
+            }
+            IpamEvent::AllocFailed {
+                error,
+                requested,
+                new_eni,
+                paused,
+            } => {
+                self.count_failure(si, error);
+                let on = if new_eni {
+                    "a new ENI"
+                } else {
+                    "an existing ENI"
+                };
+                let pause = if paused { "; growth paused 120s" } else { "" };
+                self.log(
+                    error.code(),
+                    Some(si),
+                    Some(node),
+                    format!("{requested} {unit}(es) on {on}{pause}"),
+                );
+            }
+        }
+    }
+
+    fn node_ready(&mut self, id: u32) {
+        let Some(node) = self.nodes[id as usize].as_mut() else {
+            return;
+        };
+        if node.state != NodeState::NotReady {
+            return;
+        }
+        node.state = NodeState::Ready;
+        let key = (node.cap.key(), id);
+        let (pool, si) = (node.pool, node.subnet);
+        self.ready_all.insert(key);
+        self.ready_pool[pool as usize].insert(key);
+        self.gauges[si as usize].nodes_ready += 1;
+        self.log("node_ready", Some(si), Some(id), String::new());
+        self.queue_schedule();
+    }
+
+    // ---- pods ----
+
+    fn queue_schedule(&mut self) {
+        if !self.schedule_queued && !self.pending.is_empty() {
+            self.schedule_queued = true;
+            self.queue.schedule(self.queue.now(), Event::Schedule);
+        }
+    }
+
+    fn new_pod(&mut self, workload: u32) -> u32 {
+        let pod = Pod {
+            workload,
+            state: PodState::Pending,
+            node: u32::MAX,
+            addr: None,
+            retries: 0,
+            gen: 0,
+        };
+        let id = match self.free_pods.pop() {
+            Some(id) => {
+                let gen = self.pods[id as usize].gen + 1;
+                self.pods[id as usize] = Pod { gen, ..pod };
+                id
+            }
+            None => {
+                self.pods.push(pod);
+                self.pods.len() as u32 - 1
+            }
+        };
+        self.pending.push_back(id);
+        self.pods_pending += 1;
+        self.workload_pods[workload as usize].push_back(id);
+        id
+    }
+
+    fn schedule_pending(&mut self) {
+        self.schedule_queued = false;
+        let policy = scheduler::policy(self.spec.scheduler.scoring);
+        let mut still = VecDeque::new();
+        while let Some(pid) = self.pending.pop_front() {
+            let pod = self.pods[pid as usize];
+            if pod.state != PodState::Pending {
+                continue; // deleted while pending
+            }
+            let w = &self.spec.workloads[pod.workload as usize];
+            let (cpu, mem) = (w.cpu_millis, w.memory_mib);
+            let index = match w.pool {
+                Some(p) => &self.ready_pool[p],
+                None => &self.ready_all,
+            };
+            let nodes = &self.nodes;
+            let cap = |n: u32| {
+                nodes[n as usize]
+                    .as_ref()
+                    .map(|x| x.cap)
+                    .unwrap_or_default()
+            };
+            match policy.choose(index, cpu, mem, &cap) {
+                Some(n) => self.bind(pid, n),
+                None => still.push_back(pid),
+            }
+        }
+        self.pending = still;
+    }
+
+    fn reindex<F: FnOnce(&mut Capacity)>(&mut self, n: u32, f: F) {
+        let node = self.nodes[n as usize].as_mut().expect("live node");
+        let old = (node.cap.key(), n);
+        f(&mut node.cap);
+        let new = (node.cap.key(), n);
+        if node.state == NodeState::Ready && old != new {
+            let pool = node.pool as usize;
+            self.ready_all.remove(&old);
+            self.ready_all.insert(new);
+            self.ready_pool[pool].remove(&old);
+            self.ready_pool[pool].insert(new);
+        }
+    }
+
+    fn bind(&mut self, pid: u32, n: u32) {
+        let w = &self.spec.workloads[self.pods[pid as usize].workload as usize];
+        let (cpu, mem) = (w.cpu_millis, w.memory_mib);
+        self.reindex(n, |c| {
+            c.cpu_used += cpu;
+            c.mem_used += mem;
+            c.pods += 1;
+        });
+        let si = self.nodes[n as usize].as_ref().expect("node").subnet;
+        let pod = &mut self.pods[pid as usize];
+        pod.state = PodState::WaitingIp;
+        pod.node = n;
+        self.pods_pending -= 1;
+        self.gauges[si as usize].pods_waiting_ip += 1;
+        let gen = pod.gen;
+        self.queue
+            .schedule(self.queue.now(), Event::PodSandbox { pod: pid, gen });
+    }
+
+    fn pod_sandbox(&mut self, pid: u32, gen: u32) {
+        let now = self.queue.now();
+        let pod = self.pods[pid as usize];
+        if pod.gen != gen || pod.state != PodState::WaitingIp {
+            return;
+        }
+        let node = self.nodes[pod.node as usize]
+            .as_mut()
+            .expect("bound to a live node");
+        let si = node.subnet;
+        let ipam = node.ipam.as_mut().expect("Ready nodes run ipamd");
+        match ipam.assign_pod(now, &mut self.rng.ipamd) {
+            Some(addr) => {
+                if let Some(t) = ipam.on_pod_change(now) {
+                    self.queue.schedule(t, Event::IpamdTick { node: pod.node });
+                }
+                let p = &mut self.pods[pid as usize];
+                p.state = PodState::Running;
+                p.addr = Some(addr);
+                let g = &mut self.gauges[si as usize];
+                g.pods_waiting_ip -= 1;
+                g.pods_running += 1;
+            }
+            None => {
+                let k = &self.spec.kubelet;
+                let p = &mut self.pods[pid as usize];
+                let shift = p.retries.min(20);
+                let delay = Ms(k.retry_base.0.saturating_mul(1 << shift)).min(k.retry_max);
+                p.retries += 1;
+                self.queue
+                    .schedule(now + delay, Event::PodSandbox { pod: pid, gen });
+            }
+        }
+    }
+
+    fn delete_pod(&mut self, pid: u32) {
+        let now = self.queue.now();
+        let pod = self.pods[pid as usize];
+        match pod.state {
+            PodState::Free => return,
+            PodState::Pending => self.pods_pending -= 1,
+            PodState::WaitingIp | PodState::Running => {
+                let w = &self.spec.workloads[pod.workload as usize];
+                let (cpu, mem) = (w.cpu_millis, w.memory_mib);
+                self.reindex(pod.node, |c| {
+                    c.cpu_used -= cpu;
+                    c.mem_used -= mem;
+                    c.pods -= 1;
+                });
+                let node = self.nodes[pod.node as usize].as_mut().expect("live node");
+                let si = node.subnet as usize;
+                if let Some(addr) = pod.addr {
+                    let ipam = node.ipam.as_mut().expect("ipamd");
+                    ipam.release_pod(now, addr, &self.spec.cni);
+                    if let Some(t) = ipam.on_pod_change(now) {
+                        self.queue.schedule(t, Event::IpamdTick { node: pod.node });
+                    }
+                    self.gauges[si].pods_running -= 1;
+                } else {
+                    self.gauges[si].pods_waiting_ip -= 1;
+                }
+            }
+        }
+        self.pods[pid as usize].state = PodState::Free;
+        self.free_pods.push(pid);
+        self.queue_schedule();
+    }
+
+    // ---- workloads ----
+
+    fn workload_start(&mut self, w: u32) {
+        let spec = &self.spec.workloads[w as usize];
+        let (replicas, every) = (spec.replicas, spec.restart_every);
+        for _ in 0..replicas {
+            self.new_pod(w);
+        }
+        if let (Some(every), true) = (every, replicas > 0) {
+            let step = Ms((every.0 / replicas as u64).max(1));
+            self.queue.schedule(
+                self.queue.now() + step,
+                Event::WorkloadReplace { workload: w },
+            );
+        }
+        self.queue_schedule();
+    }
+
+    fn workload_replace(&mut self, w: u32) {
+        if let Some(old) = self.workload_pods[w as usize].pop_front() {
+            self.delete_pod(old);
+            self.new_pod(w);
+        }
+        let spec = &self.spec.workloads[w as usize];
+        let step =
+            Ms((spec.restart_every.expect("replace scheduled").0 / spec.replicas as u64).max(1));
+        self.queue.schedule(
+            self.queue.now() + step,
+            Event::WorkloadReplace { workload: w },
+        );
+        self.queue_schedule();
+    }
+
+    // ---- consumers ----
+
+    fn consumer_churn(&mut self, si: u32, gi: u32) {
+        let list = &mut self.consumer_enis[si as usize][gi as usize];
+        if !list.is_empty() {
+            let old = list.remove(0);
+            self.ec2.delete_eni(old).expect("consumer ENI is live");
+        }
+        self.create_consumer(si, gi);
+        let mean = self.spec.subnets[si as usize].consumers[gi as usize]
+            .churn_every
+            .expect("churn scheduled");
+        let at = self.queue.now() + exp_delay(&mut self.rng.consumers, mean);
+        self.queue.schedule(
+            at,
+            Event::ConsumerChurn {
+                subnet: si,
+                group: gi,
+            },
+        );
+    }
+}
+
+/// `i-` plus 17 hex digits, like an EC2 instance id.
+pub fn node_name(id: u32) -> String {
+    format!("i-{id:017x}")
+}
+
+/// `eni-` plus 17 hex digits.
+pub fn eni_name(serial: u64) -> String {
+    format!("eni-{serial:017x}")
+}
+
+/// Half the boots uniform in [min, median], half in [median, max]: the
+/// median and range of model reference §5.
+fn boot_time(r: &mut ChaCha8Rng, min: Ms, median: Ms, max: Ms) -> Ms {
+    if r.gen_bool(0.5) {
+        Ms(r.gen_range(min.0..=median.0))
+    } else {
+        Ms(r.gen_range(median.0..=max.0))
+    }
+}
+
+/// An exponentially distributed delay with the given mean, at least 1 ms.
+/// Inverse transform of one uniform draw; rounded to whole milliseconds, so
+/// the event order stays integer.
+fn exp_delay(r: &mut ChaCha8Rng, mean: Ms) -> Ms {
+    let u: f64 = r.gen_range(f64::EPSILON..1.0);
+    Ms(((-u.ln()) * mean.0 as f64).round().max(1.0) as u64)
+}

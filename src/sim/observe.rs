@@ -1,0 +1,436 @@
+//! What a run records: time-series samples, the event log, every EC2
+//! allocation failure, each subnet's block map at its worst moment (fewest
+//! delegatable blocks) and at the end, and the final ENI state.
+
+use serde::Serialize;
+
+use crate::addr::ec2::OwnerKind;
+use crate::addr::{BlockClass, Ec2, Ec2Error, SubnetId};
+use crate::cluster::spec::ClusterSpec;
+use crate::inspect::{
+    Attachment, DescribeNetworkInterfaces, Ipv4Prefix, NetworkInterface, PrivateIp,
+};
+use crate::time::Ms;
+
+use super::{eni_name, node_name, SubnetGauges};
+
+/// One row of `timeseries.csv`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SampleRow {
+    pub time_s: String,
+    pub subnet: String,
+    pub cidr: String,
+    pub free_ips: u32,
+    pub delegatable_blocks: u32,
+    pub free_blocks: u32,
+    pub fragmented_blocks: u32,
+    pub full_blocks: u32,
+    pub prefix_allocated_blocks: u32,
+    pub fragmentation_score: Option<u32>,
+    pub nodes: u32,
+    pub nodes_ready: u32,
+    pub pods_running: u32,
+    pub pods_waiting_ip: u32,
+    pub pods_pending: u32,
+    pub insufficient_cidr_blocks: u64,
+    pub insufficient_free_addresses: u64,
+    pub invalid_parameter_value: u64,
+    /// For charts; not a CSV column.
+    #[serde(skip)]
+    pub time: Ms,
+}
+
+/// One row of `events.csv`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct EventRow {
+    #[serde(skip)]
+    pub time: Ms,
+    pub kind: String,
+    pub subnet: String,
+    pub node: String,
+    pub detail: String,
+}
+
+/// An EC2 allocation failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub time: Ms,
+    pub subnet: u32,
+    pub error: Ec2Error,
+}
+
+/// A subnet's blocks at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub time: Ms,
+    pub delegatable: u32,
+    pub free_ips: u32,
+    pub blocks: Vec<(BlockClass, bool)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SubnetInfo {
+    pub name: String,
+    pub cidr: String,
+    pub zone: String,
+}
+
+/// `summary.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub seed: u64,
+    pub simulated_duration: Ms,
+    pub simulated_seconds: u64,
+    pub failures: FailureCounts,
+    pub failures_by_subnet: Vec<SubnetFailures>,
+    pub first_insufficient_cidr_blocks: Option<TimeAndSubnet>,
+    pub min_delegatable_blocks: Vec<SubnetMinimum>,
+    pub peak_pods_waiting_ip: PeakWaiting,
+    pub events_processed: u64,
+    /// Wall-clock time of the run on this machine (not reproducible;
+    /// `null` with `--no-wall-clock`).
+    pub wall_time_s: Option<f64>,
+    pub events_per_second: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct FailureCounts {
+    #[serde(rename = "InsufficientCidrBlocks")]
+    pub insufficient_cidr_blocks: u64,
+    #[serde(rename = "InsufficientFreeAddressesInSubnet")]
+    pub insufficient_free_addresses: u64,
+    #[serde(rename = "InvalidParameterValue")]
+    pub invalid_parameter_value: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SubnetFailures {
+    pub subnet: String,
+    #[serde(flatten)]
+    pub counts: FailureCounts,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TimeAndSubnet {
+    pub time_s: f64,
+    pub subnet: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SubnetMinimum {
+    pub subnet: String,
+    pub delegatable_blocks: u32,
+    pub time_s: f64,
+    pub free_ips_then: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PeakWaiting {
+    pub pods: u32,
+    pub time_s: f64,
+}
+
+/// Everything a run produced.
+pub struct RunResult {
+    pub subnets: Vec<SubnetInfo>,
+    pub samples: Vec<SampleRow>,
+    pub events: Vec<EventRow>,
+    pub failures: Vec<Failure>,
+    pub worst: Vec<Snapshot>,
+    pub end: Vec<Snapshot>,
+    pub summary: Summary,
+    pub final_enis: DescribeNetworkInterfaces,
+}
+
+/// Seconds as text from integer milliseconds (no float rounding).
+pub fn secs_text(t: Ms) -> String {
+    let ms = t.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}", ms / 1000)
+    } else {
+        format!("{}.{:03}", ms / 1000, ms % 1000)
+    }
+}
+
+/// Records a run as it goes.
+pub struct Observer {
+    subnets: Vec<SubnetInfo>,
+    fallback: bool,
+    pub events: Vec<EventRow>,
+    samples: Vec<SampleRow>,
+    failures: Vec<Failure>,
+    worst: Vec<Snapshot>,
+    peak_waiting: (u32, Ms),
+    scenario: String,
+    seed: u64,
+    duration: Ms,
+}
+
+fn snapshot(ec2: &Ec2, si: usize, time: Ms) -> Snapshot {
+    let s = ec2.subnet(SubnetId(si as u32));
+    Snapshot {
+        time,
+        delegatable: ec2.delegatable_blocks(SubnetId(si as u32)),
+        free_ips: s.free_ips(),
+        blocks: (0..s.num_blocks())
+            .map(|b| (s.block_class(b), s.block_in_reservation(b)))
+            .collect(),
+    }
+}
+
+impl Observer {
+    pub fn new(spec: &ClusterSpec) -> Self {
+        Observer {
+            subnets: spec
+                .subnets
+                .iter()
+                .map(|s| SubnetInfo {
+                    name: s.name.clone(),
+                    cidr: s.cidr.to_string(),
+                    zone: s.zone.clone(),
+                })
+                .collect(),
+            fallback: spec.ec2.prefix_reservation_fallback,
+            events: Vec::new(),
+            samples: Vec::new(),
+            failures: Vec::new(),
+            worst: Vec::new(),
+            peak_waiting: (0, Ms::ZERO),
+            scenario: String::new(),
+            seed: 0,
+            duration: Ms::ZERO,
+        }
+    }
+
+    pub fn set_run(&mut self, scenario: &str, seed: u64, duration: Ms) {
+        self.scenario = scenario.to_string();
+        self.seed = seed;
+        self.duration = duration;
+    }
+
+    pub fn failure(&mut self, time: Ms, subnet: u32, error: Ec2Error) {
+        self.failures.push(Failure {
+            time,
+            subnet,
+            error,
+        });
+    }
+
+    /// After every event: keeps each subnet's worst moment (O(subnets)
+    /// unless a new minimum is reached) and the peak of pods waiting.
+    pub fn after_event(&mut self, at: Ms, ec2: &Ec2, gauges: &[SubnetGauges]) {
+        if self.worst.is_empty() {
+            self.worst = (0..self.subnets.len())
+                .map(|i| snapshot(ec2, i, at))
+                .collect();
+        }
+        for i in 0..self.subnets.len() {
+            let d = ec2.delegatable_blocks(SubnetId(i as u32));
+            if d < self.worst[i].delegatable {
+                self.worst[i] = snapshot(ec2, i, at);
+            }
+        }
+        let waiting: u32 = gauges.iter().map(|g| g.pods_waiting_ip).sum();
+        if waiting > self.peak_waiting.0 {
+            self.peak_waiting = (waiting, at);
+        }
+    }
+
+    pub fn last_sample_time(&self) -> Option<Ms> {
+        self.samples.last().map(|r| r.time)
+    }
+
+    pub fn sample(&mut self, at: Ms, ec2: &Ec2, gauges: &[SubnetGauges], pods_pending: u32) {
+        for (i, info) in self.subnets.iter().enumerate() {
+            let st = ec2.subnet(SubnetId(i as u32)).stats(self.fallback);
+            let g = gauges[i];
+            self.samples.push(SampleRow {
+                time_s: secs_text(at),
+                subnet: info.name.clone(),
+                cidr: info.cidr.clone(),
+                free_ips: st.free_ips,
+                delegatable_blocks: st.delegatable_blocks,
+                free_blocks: st.free_blocks,
+                fragmented_blocks: st.fragmented_blocks,
+                full_blocks: st.full_blocks,
+                prefix_allocated_blocks: st.prefix_allocated_blocks,
+                fragmentation_score: st.fragmentation_score,
+                nodes: g.nodes,
+                nodes_ready: g.nodes_ready,
+                pods_running: g.pods_running,
+                pods_waiting_ip: g.pods_waiting_ip,
+                pods_pending,
+                insufficient_cidr_blocks: g.insufficient_cidr_blocks,
+                insufficient_free_addresses: g.insufficient_free_addresses,
+                invalid_parameter_value: g.invalid_parameter_value,
+                time: at,
+            });
+        }
+    }
+
+    pub fn finish(
+        self,
+        ec2: &Ec2,
+        processed: u64,
+        final_enis: DescribeNetworkInterfaces,
+    ) -> RunResult {
+        let end_t = self.duration;
+        let end: Vec<Snapshot> = (0..self.subnets.len())
+            .map(|i| snapshot(ec2, i, end_t))
+            .collect();
+        let mut total = FailureCounts::default();
+        let mut by_subnet: Vec<FailureCounts> = vec![FailureCounts::default(); self.subnets.len()];
+        for f in &self.failures {
+            for c in [&mut total, &mut by_subnet[f.subnet as usize]] {
+                match f.error {
+                    Ec2Error::InsufficientCidrBlocks => c.insufficient_cidr_blocks += 1,
+                    Ec2Error::InsufficientFreeAddressesInSubnet => {
+                        c.insufficient_free_addresses += 1
+                    }
+                    Ec2Error::InvalidParameterValue => c.invalid_parameter_value += 1,
+                }
+            }
+        }
+        let first = self
+            .failures
+            .iter()
+            .find(|f| f.error == Ec2Error::InsufficientCidrBlocks)
+            .map(|f| TimeAndSubnet {
+                time_s: f.time.as_secs_f64(),
+                subnet: self.subnets[f.subnet as usize].name.clone(),
+            });
+        let worst = if self.worst.is_empty() {
+            end.clone()
+        } else {
+            self.worst
+        };
+        let summary = Summary {
+            scenario: self.scenario,
+            seed: self.seed,
+            simulated_duration: end_t,
+            simulated_seconds: end_t.as_millis() / 1000,
+            failures: total,
+            failures_by_subnet: self
+                .subnets
+                .iter()
+                .zip(by_subnet)
+                .map(|(s, counts)| SubnetFailures {
+                    subnet: s.name.clone(),
+                    counts,
+                })
+                .collect(),
+            first_insufficient_cidr_blocks: first,
+            min_delegatable_blocks: self
+                .subnets
+                .iter()
+                .zip(&worst)
+                .map(|(s, w)| SubnetMinimum {
+                    subnet: s.name.clone(),
+                    delegatable_blocks: w.delegatable,
+                    time_s: w.time.as_secs_f64(),
+                    free_ips_then: w.free_ips,
+                })
+                .collect(),
+            peak_pods_waiting_ip: PeakWaiting {
+                pods: self.peak_waiting.0,
+                time_s: self.peak_waiting.1.as_secs_f64(),
+            },
+            events_processed: processed,
+            wall_time_s: None,
+            events_per_second: None,
+        };
+        RunResult {
+            subnets: self.subnets,
+            samples: self.samples,
+            events: self.events,
+            failures: self.failures,
+            worst,
+            end,
+            summary,
+            final_enis,
+        }
+    }
+}
+
+/// The simulated subnet id (`subnet-<name>`).
+pub fn subnet_id(name: &str) -> String {
+    format!("subnet-{name}")
+}
+
+/// The end state as `describe-network-interfaces` output, ENIs in creation
+/// order, so `subnetsim inspect` (and AWS support's analyzer) can read it.
+pub fn describe_enis(ec2: &Ec2, spec: &ClusterSpec, scenario: &str) -> DescribeNetworkInterfaces {
+    let mut enis: Vec<_> = ec2.enis().collect();
+    enis.sort_by_key(|(_, e)| e.serial);
+    let network_interfaces = enis
+        .into_iter()
+        .map(|(_, e)| {
+            let s = &spec.subnets[e.subnet.0 as usize];
+            let addr = |off: u32| ec2.addr(e.subnet, off).to_string();
+            let instance = e.owner.instance.map(node_name);
+            let (itype, desc) = match e.owner.kind {
+                OwnerKind::Ec2Primary => ("interface", String::new()),
+                OwnerKind::EksPod => (
+                    "interface",
+                    format!("aws-K8S-{}", instance.clone().unwrap_or_default()),
+                ),
+                OwnerKind::EksManaged => ("interface", format!("Amazon EKS {scenario}")),
+                OwnerKind::Elb => ("interface", format!("ELB app/{scenario}/{:016x}", e.serial)),
+                OwnerKind::Nlb => (
+                    "network_load_balancer",
+                    format!("ELB net/{scenario}/{:016x}", e.serial),
+                ),
+                OwnerKind::Lambda => ("lambda", format!("AWS Lambda VPC ENI-{scenario}")),
+                OwnerKind::VpcEndpoint => ("vpc_endpoint", "VPC Endpoint Interface".to_string()),
+                OwnerKind::NatGateway => ("nat_gateway", "Interface for NAT Gateway".to_string()),
+                OwnerKind::Efs => ("efs", "EFS mount target".to_string()),
+                OwnerKind::Rds => ("interface", "RDSNetworkInterface".to_string()),
+                OwnerKind::Trunk => ("trunk", String::new()),
+                OwnerKind::Branch => ("branch", String::new()),
+                OwnerKind::Ec2Secondary | OwnerKind::Orphaned | OwnerKind::Other => {
+                    ("interface", String::new())
+                }
+            };
+            let mut ips = vec![PrivateIp {
+                private_ip_address: addr(e.primary),
+                primary: true,
+            }];
+            ips.extend(e.secondary.iter().map(|&o| PrivateIp {
+                private_ip_address: addr(o),
+                primary: false,
+            }));
+            NetworkInterface {
+                network_interface_id: eni_name(e.serial),
+                subnet_id: Some(subnet_id(&s.name)),
+                availability_zone: Some(s.zone.clone()),
+                interface_type: Some(itype.to_string()),
+                description: Some(desc),
+                status: Some(
+                    if e.owner.kind == OwnerKind::Orphaned {
+                        "available"
+                    } else {
+                        "in-use"
+                    }
+                    .to_string(),
+                ),
+                requester_id: None,
+                attachment: instance.map(|i| Attachment {
+                    instance_id: Some(i),
+                    device_index: Some(e.owner.device_index),
+                    status: Some("attached".to_string()),
+                }),
+                private_ip_address: Some(addr(e.primary)),
+                private_ip_addresses: ips,
+                ipv4_prefixes: e
+                    .prefixes
+                    .iter()
+                    .map(|&b| Ipv4Prefix {
+                        ipv4_prefix: ec2.prefix_cidr(e.subnet, b).to_string(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    DescribeNetworkInterfaces { network_interfaces }
+}
