@@ -156,16 +156,25 @@ impl Serialize for Ms {
 
 impl<'de> Deserialize<'de> for Ms {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Ms, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Ms;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as 500ms, 30s, 15m, 2h or 7d")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Ms, E> {
+                Ok(Ms::from_secs(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Ms, E> {
+                u64::try_from(v)
+                    .map(Ms::from_secs)
+                    .map_err(|_| E::custom(format!("`{v}`: a duration cannot be negative")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Ms, E> {
+                Ms::parse(v).map_err(E::custom)
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Ms::from_secs(n)),
-            Raw::S(s) => Ms::parse(&s).map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(V)
     }
 }
 

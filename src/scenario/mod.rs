@@ -743,7 +743,7 @@ node_pools:
     #[test]
     fn errors_name_file_line_field_and_valid_values() {
         let e = errs(&OK.replace("m5.large", "m5.larg"));
-        assert!(e.starts_with("s.yaml:10:5: node_pools[0].instance_type: unknown instance type `m5.larg`; nearest: m5.large"), "{e}");
+        assert!(e.starts_with("s.yaml:9:5: node_pools[0].instance_type: unknown instance type `m5.larg`; nearest: m5.large"), "{e}");
         let e = errs(&OK.replace("subnets: [a]", "subnets: [b]"));
         assert!(e.contains("node_pools[0].subnets"), "{e}");
         assert!(e.contains("no subnet named `b`; valid: a"), "{e}");
