@@ -371,6 +371,16 @@ impl Subnet {
         self.class[block as usize]
     }
 
+    /// Every block's class, in address order (cheap to copy: one byte each).
+    pub fn classes(&self) -> &[BlockClass] {
+        &self.class
+    }
+
+    /// Per block: overlaps a CIDR reservation.
+    pub fn in_reservation_map(&self) -> &[bool] {
+        &self.in_reservation
+    }
+
     pub fn block_in_reservation(&self, block: u32) -> bool {
         self.in_reservation[block as usize]
     }

@@ -253,7 +253,7 @@ pub fn subnet_map_png(r: &RunResult) -> Result<Vec<u8>, OutputError> {
         .worst
         .iter()
         .map(|s| {
-            let n = s.blocks.len();
+            let n = s.classes.len();
             let rows = n.div_ceil(cols_for(n)) as u32;
             rows * cell_for(n) + 70
         })
@@ -301,8 +301,8 @@ pub fn subnet_map_png(r: &RunResult) -> Result<Vec<u8>, OutputError> {
                     snap,
                     x0,
                     y + 36,
-                    cols_for(snap.blocks.len()),
-                    cell_for(snap.blocks.len()),
+                    cols_for(snap.classes.len()),
+                    cell_for(snap.classes.len()),
                 )
                 .map_err(&e)?;
             }
@@ -339,7 +339,7 @@ fn draw_map(
 ) -> Result<(), String> {
     let c = cell as i32;
     let gap = if c >= 6 { 1 } else { 0 };
-    for (b, &(class, res)) in snap.blocks.iter().enumerate() {
+    for (b, (&class, &res)) in snap.classes.iter().zip(&snap.in_reservation).enumerate() {
         let (row, col) = ((b / cols) as i32, (b % cols) as i32);
         let (x, y) = (x0 + col * c, y0 + row * c);
         root.draw(&Rectangle::new(

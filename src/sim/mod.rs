@@ -108,6 +108,9 @@ struct Node {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PodState {
     Pending,
+    /// Bound; the first sandbox attempt has not run yet.
+    Creating,
+    /// Bound; a sandbox failed for want of an address (ContainerCreating).
     WaitingIp,
     Running,
     Free,
@@ -146,10 +149,12 @@ pub struct Simulation {
     queue: EventQueue<Event>,
     rng: Streams,
     nodes: Vec<Option<Node>>,
-    pool_nodes: Vec<Vec<u32>>,
+    /// Live nodes per pool and subnet (zone balance on launch).
+    pool_subnet_nodes: Vec<Vec<u32>>,
     pods: Vec<Pod>,
     free_pods: Vec<u32>,
-    pending: VecDeque<u32>,
+    /// Pending pods per workload, in creation order.
+    pending: Vec<VecDeque<u32>>,
     pods_pending: u32,
     schedule_queued: bool,
     /// Ready nodes by allocation: all, and per pool.
@@ -182,10 +187,10 @@ impl Simulation {
             queue: EventQueue::new(),
             rng: Streams::new(seed),
             nodes: Vec::new(),
-            pool_nodes: vec![Vec::new(); spec.pools.len()],
+            pool_subnet_nodes: vec![vec![0; n_sub]; spec.pools.len()],
             pods: Vec::new(),
             free_pods: Vec::new(),
-            pending: VecDeque::new(),
+            pending: vec![VecDeque::new(); spec.workloads.len()],
             pods_pending: 0,
             schedule_queued: false,
             ready_all: BTreeSet::new(),
@@ -346,14 +351,7 @@ impl Simulation {
         // then the most free addresses, then the first listed.
         let mut best: Option<(usize, u32, u32)> = None;
         for (k, &si) in p.subnets.iter().enumerate() {
-            let count = self.pool_nodes[pool as usize]
-                .iter()
-                .filter(|&&n| {
-                    self.nodes[n as usize]
-                        .as_ref()
-                        .is_some_and(|x| x.subnet == si as u32)
-                })
-                .count() as u32;
+            let count = self.pool_subnet_nodes[pool as usize][si];
             let free = self.ec2.free_ips(SubnetId(si as u32));
             let better = match best {
                 None => true,
@@ -406,7 +404,7 @@ impl Simulation {
                     cap,
                     ready_scheduled: false,
                 }));
-                self.pool_nodes[pool as usize].push(id);
+                self.pool_subnet_nodes[pool as usize][si as usize] += 1;
                 self.gauges[si as usize].nodes += 1;
                 let detail = format!(
                     "{} in pool {}, {}",
@@ -569,7 +567,7 @@ impl Simulation {
     // ---- pods ----
 
     fn queue_schedule(&mut self) {
-        if !self.schedule_queued && !self.pending.is_empty() {
+        if !self.schedule_queued && self.pods_pending > 0 {
             self.schedule_queued = true;
             self.queue.schedule(self.queue.now(), Event::Schedule);
         }
@@ -595,40 +593,47 @@ impl Simulation {
                 self.pods.len() as u32 - 1
             }
         };
-        self.pending.push_back(id);
+        self.pending[workload as usize].push_back(id);
         self.pods_pending += 1;
         self.workload_pods[workload as usize].push_back(id);
         id
     }
 
+    /// One kube-scheduler pass: per workload, bind pending pods in order
+    /// until one fits nowhere (the rest of that workload, with the same
+    /// requests and selector, would not fit either).
     fn schedule_pending(&mut self) {
         self.schedule_queued = false;
         let policy = scheduler::policy(self.spec.scheduler.scoring);
-        let mut still = VecDeque::new();
-        while let Some(pid) = self.pending.pop_front() {
-            let pod = self.pods[pid as usize];
-            if pod.state != PodState::Pending {
-                continue; // deleted while pending
-            }
-            let w = &self.spec.workloads[pod.workload as usize];
-            let (cpu, mem) = (w.cpu_millis, w.memory_mib);
-            let index = match w.pool {
-                Some(p) => &self.ready_pool[p],
-                None => &self.ready_all,
-            };
-            let nodes = &self.nodes;
-            let cap = |n: u32| {
-                nodes[n as usize]
-                    .as_ref()
-                    .map(|x| x.cap)
-                    .unwrap_or_default()
-            };
-            match policy.choose(index, cpu, mem, &cap) {
-                Some(n) => self.bind(pid, n),
-                None => still.push_back(pid),
+        for wi in 0..self.pending.len() {
+            while let Some(&pid) = self.pending[wi].front() {
+                let pod = self.pods[pid as usize];
+                if pod.state != PodState::Pending || pod.workload as usize != wi {
+                    self.pending[wi].pop_front(); // deleted while pending
+                    continue;
+                }
+                let w = &self.spec.workloads[wi];
+                let (cpu, mem) = (w.cpu_millis, w.memory_mib);
+                let index = match w.pool {
+                    Some(p) => &self.ready_pool[p],
+                    None => &self.ready_all,
+                };
+                let nodes = &self.nodes;
+                let cap = |n: u32| {
+                    nodes[n as usize]
+                        .as_ref()
+                        .map(|x| x.cap)
+                        .unwrap_or_default()
+                };
+                match policy.choose(index, cpu, mem, &cap) {
+                    Some(n) => {
+                        self.pending[wi].pop_front();
+                        self.bind(pid, n);
+                    }
+                    None => break,
+                }
             }
         }
-        self.pending = still;
     }
 
     fn reindex<F: FnOnce(&mut Capacity)>(&mut self, n: u32, f: F) {
@@ -653,12 +658,10 @@ impl Simulation {
             c.mem_used += mem;
             c.pods += 1;
         });
-        let si = self.nodes[n as usize].as_ref().expect("node").subnet;
         let pod = &mut self.pods[pid as usize];
-        pod.state = PodState::WaitingIp;
+        pod.state = PodState::Creating;
         pod.node = n;
         self.pods_pending -= 1;
-        self.gauges[si as usize].pods_waiting_ip += 1;
         let gen = pod.gen;
         self.queue
             .schedule(self.queue.now(), Event::PodSandbox { pod: pid, gen });
@@ -667,9 +670,10 @@ impl Simulation {
     fn pod_sandbox(&mut self, pid: u32, gen: u32) {
         let now = self.queue.now();
         let pod = self.pods[pid as usize];
-        if pod.gen != gen || pod.state != PodState::WaitingIp {
+        if pod.gen != gen || !matches!(pod.state, PodState::Creating | PodState::WaitingIp) {
             return;
         }
+        let was_waiting = pod.state == PodState::WaitingIp;
         let node = self.nodes[pod.node as usize]
             .as_mut()
             .expect("bound to a live node");
@@ -684,12 +688,18 @@ impl Simulation {
                 p.state = PodState::Running;
                 p.addr = Some(addr);
                 let g = &mut self.gauges[si as usize];
-                g.pods_waiting_ip -= 1;
+                if was_waiting {
+                    g.pods_waiting_ip -= 1;
+                }
                 g.pods_running += 1;
             }
             None => {
                 let k = &self.spec.kubelet;
+                if !was_waiting {
+                    self.gauges[si as usize].pods_waiting_ip += 1;
+                }
                 let p = &mut self.pods[pid as usize];
+                p.state = PodState::WaitingIp;
                 let shift = p.retries.min(20);
                 let delay = Ms(k.retry_base.0.saturating_mul(1 << shift)).min(k.retry_max);
                 p.retries += 1;
@@ -705,7 +715,7 @@ impl Simulation {
         match pod.state {
             PodState::Free => return,
             PodState::Pending => self.pods_pending -= 1,
-            PodState::WaitingIp | PodState::Running => {
+            PodState::Creating | PodState::WaitingIp | PodState::Running => {
                 let w = &self.spec.workloads[pod.workload as usize];
                 let (cpu, mem) = (w.cpu_millis, w.memory_mib);
                 self.reindex(pod.node, |c| {
@@ -722,7 +732,7 @@ impl Simulation {
                         self.queue.schedule(t, Event::IpamdTick { node: pod.node });
                     }
                     self.gauges[si].pods_running -= 1;
-                } else {
+                } else if pod.state == PodState::WaitingIp {
                     self.gauges[si].pods_waiting_ip -= 1;
                 }
             }

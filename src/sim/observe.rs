@@ -65,7 +65,8 @@ pub struct Snapshot {
     pub time: Ms,
     pub delegatable: u32,
     pub free_ips: u32,
-    pub blocks: Vec<(BlockClass, bool)>,
+    pub classes: Vec<BlockClass>,
+    pub in_reservation: Vec<bool>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -173,9 +174,8 @@ fn snapshot(ec2: &Ec2, si: usize, time: Ms) -> Snapshot {
         time,
         delegatable: ec2.delegatable_blocks(SubnetId(si as u32)),
         free_ips: s.free_ips(),
-        blocks: (0..s.num_blocks())
-            .map(|b| (s.block_class(b), s.block_in_reservation(b)))
-            .collect(),
+        classes: s.classes().to_vec(),
+        in_reservation: s.in_reservation_map().to_vec(),
     }
 }
 
@@ -227,8 +227,15 @@ impl Observer {
         }
         for i in 0..self.subnets.len() {
             let d = ec2.delegatable_blocks(SubnetId(i as u32));
-            if d < self.worst[i].delegatable {
-                self.worst[i] = snapshot(ec2, i, at);
+            let w = &mut self.worst[i];
+            if d < w.delegatable {
+                // Reuse the buffers: two slice copies, no allocation.
+                let s = ec2.subnet(SubnetId(i as u32));
+                w.time = at;
+                w.delegatable = d;
+                w.free_ips = s.free_ips();
+                w.classes.copy_from_slice(s.classes());
+                w.in_reservation.copy_from_slice(s.in_reservation_map());
             }
         }
         let waiting: u32 = gauges.iter().map(|g| g.pods_waiting_ip).sum();
