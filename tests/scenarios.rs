@@ -171,6 +171,10 @@ fn quickstart_fails_with_free_addresses_left() {
         assert!(w[1]["free_ips"].parse::<u32>().unwrap() > 50, "{:?}", w[1]);
     }
     assert!(s["peak_pods_waiting_ip"]["pods"].as_u64().unwrap() > 0);
+    // The README's story: pods still wait at the end, with addresses free.
+    let last = rows.last().unwrap();
+    assert!(last["pods_waiting_ip"].parse::<u32>().unwrap() > 0, "{last:?}");
+    assert!(last["free_ips"].parse::<u32>().unwrap() > 50, "{last:?}");
     let events = String::from_utf8(read(&dir.path().join("events.csv"))).unwrap();
     assert!(events
         .lines()
@@ -343,4 +347,36 @@ fn schema_is_json_with_every_section() {
     ] {
         assert!(props.contains_key(k), "{k}");
     }
+}
+
+#[test]
+fn scenario_reference_documents_every_field() {
+    // Every property name anywhere in the JSON Schema appears in the
+    // reference as `field`.
+    fn walk(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::Object(props)) = m.get("properties") {
+                    out.extend(props.keys().cloned());
+                }
+                for x in m.values() {
+                    walk(x, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut fields = std::collections::BTreeSet::new();
+    walk(&subnetsim::scenario::json_schema(), &mut fields);
+    assert!(fields.len() > 40, "{fields:?}");
+    let doc = std::fs::read_to_string(root().join("docs/scenario-reference.md")).unwrap();
+    let missing: Vec<_> = fields
+        .iter()
+        .filter(|f| !doc.contains(&format!("`{f}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "undocumented scenario fields: {missing:?}"
+    );
 }

@@ -27,6 +27,7 @@ fn init_font() {
 const BLUE: RGBColor = RGBColor(31, 119, 180);
 const ORANGE: RGBColor = RGBColor(230, 120, 20);
 const FAIL: RGBColor = RGBColor(214, 39, 40);
+const WAIT: RGBColor = RGBColor(148, 103, 189);
 
 fn chart_err(path: &str) -> impl Fn(String) -> OutputError + '_ {
     move |message| OutputError::Chart {
@@ -162,7 +163,7 @@ fn draw_panel(
     chart
         .configure_mesh()
         .x_desc(format!("time ({unit_name})"))
-        .y_desc("free addresses")
+        .y_desc("free addresses, pods waiting")
         .y_label_formatter(&|v| format!("{v:.0}"))
         .x_label_formatter(&|v| tick(*v))
         .label_style(("sans-serif", 15))
@@ -201,6 +202,15 @@ fn draw_panel(
         .map_err(|x| x.to_string())?
         .label("delegatable /28 blocks (right)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], ORANGE.stroke_width(3)));
+    let pts_wait: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|s| (s.time.as_millis() as f64 / unit, s.pods_waiting_ip as f64))
+        .collect();
+    chart
+        .draw_series(LineSeries::new(pts_wait, WAIT.stroke_width(2)))
+        .map_err(|x| x.to_string())?
+        .label("pods waiting for an address (left)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], WAIT.stroke_width(2)));
     let marks = fails
         .iter()
         .map(|&t| TriangleMarker::new((t, ymax_blocks * 0.02), 7, FAIL.filled()));

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::addr::ec2::{EniOwner, OwnerKind};
 use crate::addr::{Ec2, EniId, Subnet, SubnetId};
 use crate::cluster::scheduler::{self, Capacity};
-use crate::cluster::spec::ClusterSpec;
+use crate::cluster::spec::{CapacityType, ClusterSpec};
 use crate::engine::{stream, EventQueue};
 use crate::ipamd::{IpamEvent, IpamSpec, NodeIpam, PodAddr};
 use crate::scenario::Scenario;
@@ -406,8 +406,12 @@ impl Simulation {
                 }));
                 self.pool_subnet_nodes[pool as usize][si as usize] += 1;
                 self.gauges[si as usize].nodes += 1;
+                let capacity = match p.capacity_type {
+                    CapacityType::OnDemand => "on-demand",
+                    CapacityType::Spot => "spot",
+                };
                 let detail = format!(
-                    "{} in pool {}, {}",
+                    "{} {capacity} in pool {}, {}",
                     t.name,
                     p.name,
                     self.ec2.addr(SubnetId(si), self.ec2.eni(primary).primary)
