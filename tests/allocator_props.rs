@@ -84,6 +84,7 @@ proptest! {
             prefix_placement: pf_pl,
             prefix_reservation_fallback: fallback,
             ips_in_prefix_reservations: ips_in_res,
+            ..Ec2Config::default()
         });
         let sid = ec2.add_subnet(Subnet::new(cidr, res).unwrap());
         let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -21,6 +21,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::placement::Placement;
+use crate::time::Ms;
 use super::subnet::{Subnet, SubnetStats, BLOCK};
 use super::AddrError;
 
@@ -162,6 +163,12 @@ pub struct Ec2Config {
     /// reservations. Documented: they avoid them; CNI #3087 reports
     /// otherwise. Default false.
     pub ips_in_prefix_reservations: bool,
+    /// Latency of assigning addresses or prefixes to an existing ENI
+    /// ("typically under a second", EKS best practices). Default 500ms.
+    pub assign_latency: Ms,
+    /// Latency of creating and attaching an ENI ("can take up to 10 s").
+    /// Default 10s.
+    pub eni_latency: Ms,
 }
 
 impl Default for Ec2Config {
@@ -171,6 +178,8 @@ impl Default for Ec2Config {
             prefix_placement: Placement::Random,
             prefix_reservation_fallback: true,
             ips_in_prefix_reservations: false,
+            assign_latency: Ms::from_millis(500),
+            eni_latency: Ms::from_secs(10),
         }
     }
 }

@@ -28,10 +28,6 @@ pub struct CniConfig {
     /// `IP_COOLDOWN_PERIOD`: a released pod address waits this long before
     /// reuse.
     pub ip_cooldown: Ms,
-    /// Latency of assigning addresses or prefixes to an existing ENI.
-    pub assign_latency: Ms,
-    /// Latency of creating and attaching a new ENI.
-    pub eni_latency: Ms,
 }
 
 impl Default for CniConfig {
@@ -45,8 +41,6 @@ impl Default for CniConfig {
             max_eni: None,
             custom_networking: false,
             ip_cooldown: Ms::from_secs(30),
-            assign_latency: Ms::from_millis(500),
-            eni_latency: Ms::from_secs(10),
         }
     }
 }

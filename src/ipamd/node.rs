@@ -513,9 +513,9 @@ impl NodeIpam {
             }
             return match res {
                 Ok(()) => {
-                    self.adopt_new_cidrs(ei, ec2, now + cfg.assign_latency);
+                    self.adopt_new_cidrs(ei, ec2, now + ec2.config.assign_latency);
                     events.push(IpamEvent::CidrsAssigned { eni, cidrs: got });
-                    Grow::Done(cfg.assign_latency)
+                    Grow::Done(ec2.config.assign_latency)
                 }
                 Err(error) => {
                     let pause = pauses(error);
@@ -566,13 +566,13 @@ impl NodeIpam {
                     assigned: 0,
                 });
                 let ei = self.enis.len() - 1;
-                self.adopt_new_cidrs(ei, ec2, now + cfg.eni_latency);
+                self.adopt_new_cidrs(ei, ec2, now + ec2.config.eni_latency);
                 events.push(IpamEvent::EniCreated {
                     eni: id,
                     serial,
                     cidrs: n,
                 });
-                Grow::Done(cfg.eni_latency)
+                Grow::Done(ec2.config.eni_latency)
             }
             Err(error) => {
                 let pause = pauses(error);
