@@ -173,7 +173,10 @@ fn quickstart_fails_with_free_addresses_left() {
     assert!(s["peak_pods_waiting_ip"]["pods"].as_u64().unwrap() > 0);
     // The README's story: pods still wait at the end, with addresses free.
     let last = rows.last().unwrap();
-    assert!(last["pods_waiting_ip"].parse::<u32>().unwrap() > 0, "{last:?}");
+    assert!(
+        last["pods_waiting_ip"].parse::<u32>().unwrap() > 0,
+        "{last:?}"
+    );
     assert!(last["free_ips"].parse::<u32>().unwrap() > 50, "{last:?}");
     let events = String::from_utf8(read(&dir.path().join("events.csv"))).unwrap();
     assert!(events
@@ -378,5 +381,83 @@ fn scenario_reference_documents_every_field() {
     assert!(
         missing.is_empty(),
         "undocumented scenario fields: {missing:?}"
+    );
+}
+
+#[test]
+fn rotated_nodes_are_drained_and_release_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    run_into("scenarios/rotation-22.yaml", dir.path(), &[]);
+    let events = String::from_utf8(read(&dir.path().join("events.csv"))).unwrap();
+    let rows: Vec<Vec<&str>> = events
+        .lines()
+        .skip(1)
+        .map(|l| l.splitn(5, ',').collect())
+        .collect();
+    let of = |kind: &str| -> Vec<&Vec<&str>> { rows.iter().filter(|r| r[1] == kind).collect() };
+    let expired = of("node_expired");
+    let terminated = of("node_terminated");
+    // 12 nodes, 3 h lifetime, 12 h: rotations at 3, 6 and 9 h; a node
+    // expiring at the very end has no time left for its replacement.
+    assert_eq!(terminated.len(), 36);
+    assert!(
+        expired.len() >= 36 && expired.len() <= 37,
+        "{}",
+        expired.len()
+    );
+    let time = |r: &Vec<&str>| r[0].parse::<f64>().unwrap();
+    // Launch before terminate, one replacement at a time: every termination
+    // happens right when a replacement became Ready.
+    for t in &terminated {
+        assert!(
+            rows.iter()
+                .any(|r| r[1] == "node_ready" && time(r) == time(t) && r[3] != t[3]),
+            "termination of {} at {} without a replacement Ready",
+            t[3],
+            t[0]
+        );
+    }
+    let gone: std::collections::BTreeSet<&str> = terminated.iter().map(|r| r[3]).collect();
+    let st: serde_json::Value =
+        serde_json::from_slice(&read(&dir.path().join("final-state.json"))).unwrap();
+    let enis = st["NetworkInterfaces"].as_array().unwrap();
+    let mut primaries = 0;
+    for e in enis {
+        if let Some(i) = e["Attachment"]["InstanceId"].as_str() {
+            assert!(
+                !gone.contains(i),
+                "ENI {} of terminated {i} remains",
+                e["NetworkInterfaceId"]
+            );
+            if e["Attachment"]["DeviceIndex"] == 0 {
+                primaries += 1;
+            }
+        }
+    }
+    let ts = csv_rows(&dir.path().join("timeseries.csv"));
+    let last = ts.last().unwrap();
+    // Every live node (12 Ready, plus a replacement still booting if a
+    // rotation is in flight at the end) has exactly one primary ENI.
+    assert_eq!(primaries.to_string(), last["nodes"]);
+    assert_eq!(last["nodes_ready"], "12");
+    assert_eq!(
+        last["nodes"],
+        (12 + expired.len() - terminated.len()).to_string()
+    );
+    assert_eq!(last["pods_running"], "336");
+    // The subnet's state is exactly what the remaining ENIs hold.
+    let o = run(&[
+        "inspect",
+        "--subnet",
+        dir.path().join("final-subnets.json").to_str().unwrap(),
+        "--enis",
+        dir.path().join("final-state.json").to_str().unwrap(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["free_ips"].to_string(), last["free_ips"]);
+    assert_eq!(
+        v["prefix_allocated_blocks"].to_string(),
+        last["prefix_allocated_blocks"]
     );
 }

@@ -21,9 +21,9 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::placement::Placement;
-use crate::time::Ms;
 use super::subnet::{Subnet, SubnetStats, BLOCK};
 use super::AddrError;
+use crate::time::Ms;
 
 /// Index of a subnet in an [`Ec2`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -121,6 +121,10 @@ pub struct PoolSpec {
     pub size: u32,
     pub max_pods: u32,
     pub capacity_type: CapacityType,
+    /// EC2 Auto Scaling's maximum instance lifetime: each node is replaced
+    /// (a new node launches, the old one is drained and terminated) after
+    /// this long.
+    pub max_lifetime: Option<Ms>,
 }
 
 #[derive(Clone, Debug, Serialize)]

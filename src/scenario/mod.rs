@@ -134,6 +134,11 @@ pub struct RawNodePool {
     pub max_pods: Option<u32>,
     #[serde(default)]
     pub capacity_type: CapacityType,
+    /// Replace each node after this long (EC2 Auto Scaling's maximum
+    /// instance lifetime): a new node launches, the old one is drained and
+    /// terminated.
+    #[serde(default)]
+    pub max_lifetime: Option<Ms>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -561,6 +566,9 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
             }
             (None, false) => sn.clone(),
         };
+        if np.max_lifetime == Some(Ms::ZERO) {
+            c.err(&p.key("max_lifetime"), "must be more than 0 or omitted");
+        }
         let pd = raw.vpc_cni.prefix_delegation && t.supports_prefix_delegation();
         if raw.vpc_cni.prefix_delegation && !pd {
             warnings.push(format!(
@@ -618,6 +626,7 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
             size: np.size,
             max_pods: mp,
             capacity_type: np.capacity_type,
+            max_lifetime: np.max_lifetime,
         });
     }
     if raw.node_pools.is_empty() {

@@ -29,6 +29,8 @@ pub enum Event {
     /// A node group launches (or retries launching) a node.
     NodeLaunch {
         pool: u32,
+        /// The node this launch replaces (`u32::MAX`: none).
+        replaces: u32,
     },
     /// The node's kubelet registered; aws-node (ipamd) starts.
     NodeRegistered {
@@ -40,6 +42,11 @@ pub enum Event {
     },
     /// ipamd's first addresses are usable: the node becomes Ready.
     NodeReady {
+        node: u32,
+    },
+    /// The node reached its pool's `max_lifetime`: a replacement launches,
+    /// the node is drained and terminated.
+    NodeExpire {
         node: u32,
     },
     /// kubelet creates a pod's sandbox (asks ipamd for an address).
@@ -103,7 +110,14 @@ struct Node {
     ipam: Option<NodeIpam>,
     cap: Capacity,
     ready_scheduled: bool,
+    /// Pods bound to this node.
+    pods: Vec<u32>,
+    /// The node this one replaces (drained once this one is Ready), or
+    /// `NONE`.
+    replaces: u32,
 }
+
+const NONE: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PodState {
@@ -160,10 +174,16 @@ pub struct Simulation {
     /// Ready nodes by allocation: all, and per pool.
     ready_all: BTreeSet<(u64, u32)>,
     ready_pool: Vec<BTreeSet<(u64, u32)>>,
-    workload_pods: Vec<VecDeque<u32>>,
+    /// Each workload's pods, oldest first, as (id, generation): ids are
+    /// reused, so an entry whose generation no longer matches is stale.
+    workload_pods: Vec<VecDeque<(u32, u32)>>,
     /// Consumer ENIs per subnet and group.
     consumer_enis: Vec<Vec<Vec<EniId>>>,
     pub gauges: Vec<SubnetGauges>,
+    /// Per pool: expired nodes waiting for their replacement, and whether
+    /// a replacement is under way.
+    rotation: Vec<VecDeque<u32>>,
+    rotating: Vec<bool>,
     observer: Observer,
     ipam_events: Vec<IpamEvent>,
 }
@@ -198,6 +218,8 @@ impl Simulation {
             workload_pods: vec![VecDeque::new(); spec.workloads.len()],
             consumer_enis: vec![Vec::new(); n_sub],
             gauges: vec![SubnetGauges::default(); n_sub],
+            rotation: vec![VecDeque::new(); spec.pools.len()],
+            rotating: vec![false; spec.pools.len()],
             ipam_events: Vec::new(),
             spec,
         };
@@ -230,8 +252,13 @@ impl Simulation {
         }
         for (pi, p) in self.spec.pools.iter().enumerate() {
             for _ in 0..p.size {
-                self.queue
-                    .schedule(Ms::ZERO, Event::NodeLaunch { pool: pi as u32 });
+                self.queue.schedule(
+                    Ms::ZERO,
+                    Event::NodeLaunch {
+                        pool: pi as u32,
+                        replaces: NONE,
+                    },
+                );
             }
         }
         for (wi, w) in self.spec.workloads.iter().enumerate() {
@@ -309,20 +336,33 @@ impl Simulation {
         }
         progress(end);
         let processed = self.queue.processed();
-        let last_sample = self.observer.last_sample_time();
-        if last_sample != Some(end) {
-            self.sample(end);
-        }
+        // The end row is taken after every event at the end time, so it
+        // agrees with final-state.json.
+        self.sample(end);
         let final_enis = observe::describe_enis(&self.ec2, &self.spec, &self.name);
         self.observer.finish(&self.ec2, processed, final_enis)
     }
 
     fn handle(&mut self, at: Ms, ev: Event) {
         match ev {
-            Event::NodeLaunch { pool } => self.node_launch(pool),
+            Event::NodeLaunch { pool, replaces } => self.node_launch(pool, replaces),
             Event::NodeRegistered { node } => self.node_registered(node),
             Event::IpamdTick { node } => self.ipamd_tick(at, node),
             Event::NodeReady { node } => self.node_ready(node),
+            Event::NodeExpire { node } => {
+                let pool = self.nodes[node as usize].as_ref().map(|n| n.pool);
+                if let Some(pool) = pool {
+                    let si = self.nodes[node as usize].as_ref().map(|n| n.subnet);
+                    self.log(
+                        "node_expired",
+                        si,
+                        Some(node),
+                        "max_lifetime reached".into(),
+                    );
+                    self.rotation[pool as usize].push_back(node);
+                    self.next_rotation(pool);
+                }
+            }
             Event::PodSandbox { pod, gen } => self.pod_sandbox(pod, gen),
             Event::Schedule => self.schedule_pending(),
             Event::WorkloadStart { workload } => self.workload_start(workload),
@@ -331,7 +371,7 @@ impl Simulation {
             Event::Sample => {
                 self.sample(at);
                 let next = at + self.sample_every;
-                if next <= self.duration {
+                if next < self.duration {
                     self.queue.schedule(next, Event::Sample);
                 }
             }
@@ -345,7 +385,28 @@ impl Simulation {
 
     // ---- nodes ----
 
-    fn node_launch(&mut self, pool: u32) {
+    /// Starts the pool's next node replacement unless one is under way:
+    /// launch first; the old node goes when the new one is Ready.
+    fn next_rotation(&mut self, pool: u32) {
+        if self.rotating[pool as usize] {
+            return;
+        }
+        while let Some(old) = self.rotation[pool as usize].pop_front() {
+            if self.nodes[old as usize].is_some() {
+                self.rotating[pool as usize] = true;
+                self.queue.schedule(
+                    self.queue.now(),
+                    Event::NodeLaunch {
+                        pool,
+                        replaces: old,
+                    },
+                );
+                return;
+            }
+        }
+    }
+
+    fn node_launch(&mut self, pool: u32, replaces: u32) {
         let p = self.spec.pools[pool as usize].clone();
         // Balance zones: the subnet with the fewest of this pool's nodes,
         // then the most free addresses, then the first listed.
@@ -382,8 +443,10 @@ impl Simulation {
                     None,
                     format!("node launch failed in pool {}; retry in {retry}", p.name),
                 );
-                self.queue
-                    .schedule(self.queue.now() + retry, Event::NodeLaunch { pool });
+                self.queue.schedule(
+                    self.queue.now() + retry,
+                    Event::NodeLaunch { pool, replaces },
+                );
             }
             Ok(primary) => {
                 let t = &p.instance;
@@ -403,7 +466,13 @@ impl Simulation {
                     ipam: None,
                     cap,
                     ready_scheduled: false,
+                    pods: Vec::new(),
+                    replaces,
                 }));
+                if let Some(life) = p.max_lifetime {
+                    self.queue
+                        .schedule(self.queue.now() + life, Event::NodeExpire { node: id });
+                }
                 self.pool_subnet_nodes[pool as usize][si as usize] += 1;
                 self.gauges[si as usize].nodes += 1;
                 let capacity = match p.capacity_type {
@@ -565,6 +634,58 @@ impl Simulation {
         self.ready_pool[pool as usize].insert(key);
         self.gauges[si as usize].nodes_ready += 1;
         self.log("node_ready", Some(si), Some(id), String::new());
+        let old = std::mem::replace(
+            &mut self.nodes[id as usize].as_mut().expect("live").replaces,
+            NONE,
+        );
+        if old != NONE {
+            self.terminate_node(old);
+            self.rotating[pool as usize] = false;
+            self.next_rotation(pool);
+        }
+        self.queue_schedule();
+    }
+
+    /// Drains a node (cordon, then evict every pod: its workload recreates
+    /// it, Pending) and terminates it: every ENI, address and prefix
+    /// returns to the subnets.
+    pub fn terminate_node(&mut self, id: u32) {
+        let Some(node) = self.nodes[id as usize].as_mut() else {
+            return;
+        };
+        if node.state == NodeState::Ready {
+            let key = (node.cap.key(), id);
+            let pool = node.pool as usize;
+            self.ready_all.remove(&key);
+            self.ready_pool[pool].remove(&key);
+            node.state = NodeState::NotReady;
+            self.gauges[node.subnet as usize].nodes_ready -= 1;
+        }
+        let evicted = std::mem::take(&mut node.pods);
+        for &pid in &evicted {
+            let w = self.pods[pid as usize].workload;
+            self.delete_pod(pid);
+            self.new_pod(w);
+        }
+        let node = self.nodes[id as usize].take().expect("live node");
+        let enis = match node.ipam {
+            Some(ipam) => ipam.teardown(&mut self.ec2).len(),
+            None => {
+                self.ec2
+                    .delete_eni(node.primary)
+                    .expect("primary ENI is live");
+                1
+            }
+        };
+        let si = node.subnet;
+        self.gauges[si as usize].nodes -= 1;
+        self.pool_subnet_nodes[node.pool as usize][si as usize] -= 1;
+        self.log(
+            "node_terminated",
+            Some(si),
+            Some(id),
+            format!("{} pods evicted, {enis} ENIs released", evicted.len()),
+        );
         self.queue_schedule();
     }
 
@@ -599,7 +720,8 @@ impl Simulation {
         };
         self.pending[workload as usize].push_back(id);
         self.pods_pending += 1;
-        self.workload_pods[workload as usize].push_back(id);
+        let gen = self.pods[id as usize].gen;
+        self.workload_pods[workload as usize].push_back((id, gen));
         id
     }
 
@@ -662,6 +784,11 @@ impl Simulation {
             c.mem_used += mem;
             c.pods += 1;
         });
+        self.nodes[n as usize]
+            .as_mut()
+            .expect("live node")
+            .pods
+            .push(pid);
         let pod = &mut self.pods[pid as usize];
         pod.state = PodState::Creating;
         pod.node = n;
@@ -729,6 +856,9 @@ impl Simulation {
                 });
                 let node = self.nodes[pod.node as usize].as_mut().expect("live node");
                 let si = node.subnet as usize;
+                if let Some(i) = node.pods.iter().position(|&p| p == pid) {
+                    node.pods.swap_remove(i);
+                }
                 if let Some(addr) = pod.addr {
                     let ipam = node.ipam.as_mut().expect("ipamd");
                     ipam.release_pod(now, addr, &self.spec.cni);
@@ -765,9 +895,13 @@ impl Simulation {
     }
 
     fn workload_replace(&mut self, w: u32) {
-        if let Some(old) = self.workload_pods[w as usize].pop_front() {
-            self.delete_pod(old);
-            self.new_pod(w);
+        while let Some((old, gen)) = self.workload_pods[w as usize].pop_front() {
+            let p = self.pods[old as usize];
+            if p.gen == gen && p.state != PodState::Free {
+                self.delete_pod(old);
+                self.new_pod(w);
+                break;
+            }
         }
         let spec = &self.spec.workloads[w as usize];
         let step =

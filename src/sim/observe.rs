@@ -244,10 +244,6 @@ impl Observer {
         }
     }
 
-    pub fn last_sample_time(&self) -> Option<Ms> {
-        self.samples.last().map(|r| r.time)
-    }
-
     pub fn sample(&mut self, at: Ms, ec2: &Ec2, gauges: &[SubnetGauges], pods_pending: u32) {
         for (i, info) in self.subnets.iter().enumerate() {
             let st = ec2.subnet(SubnetId(i as u32)).stats(self.fallback);
