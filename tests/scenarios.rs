@@ -59,6 +59,21 @@ fn csv_rows(p: &Path) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
+/// `subnetsim inspect --json` on a run's final-subnets.json and
+/// final-state.json (single-subnet scenarios).
+fn inspect_run(dir: &Path) -> serde_json::Value {
+    let o = run(&[
+        "inspect",
+        "--subnet",
+        dir.join("final-subnets.json").to_str().unwrap(),
+        "--enis",
+        dir.join("final-state.json").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&read(&dir.join("summary.json"))).unwrap()
 }
@@ -222,16 +237,7 @@ fn seed_002_outcome() {
 fn inspect_reads_the_simulated_end_state() {
     let dir = tempfile::tempdir().unwrap();
     run_into("scenarios/quickstart.yaml", dir.path(), &[]);
-    let o = run(&[
-        "inspect",
-        "--subnet",
-        dir.path().join("final-subnets.json").to_str().unwrap(),
-        "--enis",
-        dir.path().join("final-state.json").to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = inspect_run(dir.path());
     let rows = csv_rows(&dir.path().join("timeseries.csv"));
     let last = rows.last().unwrap();
     for k in [
@@ -446,15 +452,7 @@ fn rotated_nodes_are_drained_and_release_everything() {
     );
     assert_eq!(last["pods_running"], "336");
     // The subnet's state is exactly what the remaining ENIs hold.
-    let o = run(&[
-        "inspect",
-        "--subnet",
-        dir.path().join("final-subnets.json").to_str().unwrap(),
-        "--enis",
-        dir.path().join("final-state.json").to_str().unwrap(),
-        "--json",
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = inspect_run(dir.path());
     assert_eq!(v["free_ips"].to_string(), last["free_ips"]);
     assert_eq!(
         v["prefix_allocated_blocks"].to_string(),

@@ -517,16 +517,7 @@ impl NodeIpam {
                     events.push(IpamEvent::CidrsAssigned { eni, cidrs: got });
                     Grow::Done(ec2.config.assign_latency)
                 }
-                Err(error) => {
-                    let pause = pauses(error);
-                    events.push(IpamEvent::AllocFailed {
-                        error,
-                        requested: got,
-                        new_eni: false,
-                        paused: pause,
-                    });
-                    Grow::Failed { pause }
-                }
+                Err(error) => failed(events, error, got, false),
             };
         }
         // tryAllocateENI
@@ -574,16 +565,7 @@ impl NodeIpam {
                 });
                 Grow::Done(ec2.config.eni_latency)
             }
-            Err(error) => {
-                let pause = pauses(error);
-                events.push(IpamEvent::AllocFailed {
-                    error,
-                    requested: n,
-                    new_eni: true,
-                    paused: pause,
-                });
-                Grow::Failed { pause }
-            }
+            Err(error) => failed(events, error, n, true),
         }
     }
 
@@ -748,6 +730,19 @@ enum Grow {
     Done(Ms),
     Nothing,
     Failed { pause: bool },
+}
+
+/// Records a failed EC2 allocation; growth pauses after the errors that
+/// `containsInsufficientCIDRsOrSubnetIPs` matches.
+fn failed(events: &mut Vec<IpamEvent>, error: Ec2Error, requested: u32, new_eni: bool) -> Grow {
+    let pause = pauses(error);
+    events.push(IpamEvent::AllocFailed {
+        error,
+        requested,
+        new_eni,
+        paused: pause,
+    });
+    Grow::Failed { pause }
 }
 
 /// `containsInsufficientCIDRsOrSubnetIPs`: these two errors pause growth.
