@@ -376,3 +376,43 @@ fn settled_pool_costs_nothing() {
     assert_eq!(at.as_millis() % 5000, h.ipam.anchor().as_millis() % 5000);
     h.remove_pod(a);
 }
+
+#[test]
+fn seed_001_m5_large_holds_110_pods_on_its_primary_eni() {
+    // Seed 001: "an m5.large ENI has 10 slots, minus 1 for the primary = 9
+    // prefixes = 144 IPs per ENI": 108 pods need 7 prefixes, all on the
+    // primary ENI; no second ENI.
+    let r = steady("m5.large", &pd(1), 108, 110);
+    assert_eq!(r.prefixes_per_eni, vec![7]);
+    assert_eq!(r.subnet_addresses, 7 * 16 + 1);
+}
+
+#[test]
+fn every_catalogue_type_in_both_modes() {
+    // `subnetsim node` answers for any type: the accounting identities hold
+    // and no node holds more than its ENIs and slots allow.
+    for t in Catalog::embedded().iter() {
+        for cfg in [pd(1), secondary()] {
+            let max_pods = if cfg.prefix_delegation && t.supports_prefix_delegation() {
+                110
+            } else {
+                t.eni_max_pods()
+            };
+            let pods = (max_pods - 2).min(20);
+            let r = steady_state(t, &cfg, pods, max_pods, 1)
+                .unwrap_or_else(|e| panic!("{}: {e}", t.name));
+            let cidrs = r.prefixes + r.secondary_ips;
+            let per = if r.mode == "prefix_delegation" { 16 } else { 1 };
+            assert_eq!(r.subnet_addresses, r.enis + cidrs * per, "{}", t.name);
+            assert_eq!(r.unused_ips, cidrs * per - r.pods_running, "{}", t.name);
+            assert!(r.enis <= t.enis, "{}", t.name);
+            assert!(cidrs <= r.enis * t.slots_per_eni(), "{}", t.name);
+            assert_eq!(
+                r.pods_running,
+                pods.min(t.enis * t.slots_per_eni() * per),
+                "{}",
+                t.name
+            );
+        }
+    }
+}
