@@ -296,6 +296,10 @@ fn bad_scenarios_exit_2_and_write_nothing() {
             base.replace("duration: 2h", "duration: 2 hours"),
             "duration",
         ),
+        (
+            base.replace("sample_every: 30s", "sample_every: 1ms"),
+            "sample_every: 1ms over 2h is more than 1000000 rows per subnet; use at least 8ms",
+        ),
         ("name: [\n".to_string(), "bad.yaml:"),
     ];
     for (text, want) in cases {

@@ -66,6 +66,9 @@ pub struct RawScenario {
     pub workloads: Vec<RawWorkload>,
 }
 
+/// Rows per subnet `timeseries.csv` may hold.
+const MAX_SAMPLES: u64 = 1_000_000;
+
 fn default_seed() -> u64 {
     1
 }
@@ -379,6 +382,15 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
             &root.key("sample_every"),
             format!(
                 "{} is longer than the duration {}",
+                raw.sample_every, raw.duration
+            ),
+        );
+    } else if raw.duration.as_millis() / raw.sample_every.as_millis() > MAX_SAMPLES {
+        let at_least = Ms(raw.duration.as_millis().div_ceil(MAX_SAMPLES));
+        c.err(
+            &root.key("sample_every"),
+            format!(
+                "{} over {} is more than {MAX_SAMPLES} rows per subnet; use at least {at_least}",
                 raw.sample_every, raw.duration
             ),
         );
