@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::sim::node_name;
 use crate::sim::observe::{secs_text, subnet_id, RunResult};
 
 /// Why outputs could not be written.
@@ -102,10 +103,11 @@ fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
 pub fn render(r: &RunResult) -> Result<Rendered, OutputError> {
     let mut files = Vec::new();
     files.push(("timeseries.csv", csv_bytes(&r.samples, &TIMESERIES_COLUMNS)));
-    let events = r
-        .events
-        .iter()
-        .map(|e| (secs_text(e.time), &e.kind, &e.subnet, &e.node, &e.detail));
+    let events = r.events.iter().map(|e| {
+        let subnet = e.subnet.map_or("", |s| r.subnets[s as usize].name.as_str());
+        let node = e.node.map(node_name).unwrap_or_default();
+        (secs_text(e.time), e.kind, subnet, node, &e.detail)
+    });
     let mut ev = csv::Writer::from_writer(Vec::new());
     ev.write_record(["time_s", "kind", "subnet", "node", "detail"])
         .expect("CSV into memory");

@@ -272,17 +272,14 @@ impl Simulation {
         self.queue.schedule(Ms::ZERO, Event::Sample);
     }
 
-    fn log(&mut self, kind: &str, subnet: Option<u32>, node: Option<u32>, detail: String) {
-        let row = EventRow {
+    fn log(&mut self, kind: &'static str, subnet: Option<u32>, node: Option<u32>, detail: String) {
+        self.observer.events.push(EventRow {
             time: self.queue.now(),
-            kind: kind.to_string(),
-            subnet: subnet
-                .map(|s| self.spec.subnets[s as usize].name.clone())
-                .unwrap_or_default(),
-            node: node.map(node_name).unwrap_or_default(),
+            kind,
+            subnet,
+            node,
             detail,
-        };
-        self.observer.events.push(row);
+        });
     }
 
     fn create_consumer(&mut self, si: u32, gi: u32) {

@@ -40,14 +40,16 @@ pub struct SampleRow {
     pub time: Ms,
 }
 
-/// One row of `events.csv`.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+/// One row of `events.csv`, kept as indices; names are resolved when the
+/// file is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventRow {
-    #[serde(skip)]
     pub time: Ms,
-    pub kind: String,
-    pub subnet: String,
-    pub node: String,
+    pub kind: &'static str,
+    /// Subnet index.
+    pub subnet: Option<u32>,
+    /// Node id.
+    pub node: Option<u32>,
     pub detail: String,
 }
 
