@@ -416,3 +416,80 @@ fn every_catalogue_type_in_both_modes() {
         }
     }
 }
+
+fn failures(h: &NodeHarness) -> Vec<(Ms, subnetsim::addr::Ec2Error, bool)> {
+    h.log
+        .iter()
+        .filter_map(|(t, e)| match e {
+            IpamEvent::AllocFailed { error, paused, .. } => Some((*t, *error, *paused)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn small(cidr: &str, t: &subnetsim::catalog::InstanceType, cfg: &CniConfig) -> NodeHarness {
+    let ec2 = subnetsim::addr::Ec2Config {
+        ip_placement: subnetsim::addr::Placement::Lowest,
+        ..Default::default()
+    };
+    NodeHarness::in_subnet(t, cfg, 110, 1, cidr.parse().unwrap(), ec2)
+}
+
+#[test]
+fn one_prefix_retry_then_the_120s_pause() {
+    // A /26 has 4 blocks; the first and last hold AWS-reserved addresses,
+    // so 2 can be delegated (the node's primary goes to .4, in block 0).
+    // W=3 asks for 3 prefixes: the call fails, the retry for 1 succeeds in
+    // the same decision. Next decision: 2 asked, 1 left: retry gets it.
+    // Then nothing is left: InsufficientCidrBlocks, and growth pauses 120 s.
+    let t = Catalog::embedded().get("m5.large").unwrap();
+    let mut h = small("10.0.0.0/26", t, &pd(3));
+    h.run_until(Ms::from_secs(300)).unwrap();
+    let assigned: Vec<(Ms, u32)> = h
+        .log
+        .iter()
+        .filter_map(|(t, e)| match e {
+            IpamEvent::CidrsAssigned { cidrs, .. } => Some((*t, *cidrs)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(assigned, vec![(Ms::ZERO, 1), (Ms::from_millis(5_500), 1)]);
+    let f = failures(&h);
+    assert!(f.len() >= 2, "{f:?}");
+    assert_eq!(f[0].0, Ms::from_millis(11_000));
+    assert_eq!(f[0].1.code(), "InsufficientCidrBlocks");
+    assert!(f[0].2, "paused");
+    // The next attempt comes only after the 120 s pause, on the 5 s grid.
+    assert_eq!(f[1].0, Ms::from_millis(11_000 + 120_000));
+    assert_eq!(h.ipam.stats().cidrs, 2);
+}
+
+#[test]
+fn invalid_parameter_value_is_retried_every_5s_without_pause() {
+    // A type with one slot per ENI: every prefix beyond the first needs a
+    // new ENI created with it. In a /26 with W=2: the primary gets block 1,
+    // a second ENI gets block 2 (its primary is .5, in block 0). Seventeen
+    // pods leave 15 < 32 available: a third ENI is created with a prefix,
+    // none is left: InvalidParameterValue (CNI #3105), which does not pause
+    // growth: retried at every decision.
+    let mut t = Catalog::embedded().get("m5.large").unwrap().clone();
+    t.name = "test.oneslot".into();
+    t.ipv4_per_eni = 2;
+    let mut h = small("10.0.0.0/26", &t, &pd(2));
+    h.settle().unwrap();
+    assert_eq!(h.ipam.cidrs_per_eni(), vec![1, 1]);
+    for _ in 0..17 {
+        h.add_pod().expect("32 addresses");
+    }
+    let t0 = h.now;
+    h.run_until(t0 + Ms::from_secs(30)).unwrap();
+    let f = failures(&h);
+    assert!(f.len() >= 6, "{f:?}");
+    for w in f.windows(2) {
+        assert_eq!(w[0].1.code(), "InvalidParameterValue");
+        assert!(!w[0].2, "not paused");
+        assert_eq!(w[1].0 - w[0].0, Ms::from_secs(5), "{f:?}");
+    }
+    // The ENI whose creation failed was rolled back: still two ENIs.
+    assert_eq!(h.ipam.num_enis(), 2);
+}

@@ -3,6 +3,7 @@
 //! adding pods one at a time and letting the pool settle after each, with
 //! the same decision timing as the full simulation.
 
+use ipnet::Ipv4Net;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -73,10 +74,23 @@ impl NodeHarness {
     /// A node of type `t` starting at time 0 in an empty /16 (plus a second
     /// /16 for pods under custom networking).
     pub fn new(t: &InstanceType, cfg: &CniConfig, max_pods: u32, seed: u64) -> Self {
+        let roomy: Ipv4Net = "10.0.0.0/16".parse().expect("cidr");
+        Self::in_subnet(t, cfg, max_pods, seed, roomy, Ec2Config::default())
+    }
+
+    /// A node whose primary ENI (and pods, unless custom networking) are in
+    /// `cidr`, with the given EC2 behaviour.
+    pub fn in_subnet(
+        t: &InstanceType,
+        cfg: &CniConfig,
+        max_pods: u32,
+        seed: u64,
+        cidr: Ipv4Net,
+        ec2_cfg: Ec2Config,
+    ) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut ec2 = Ec2::new(Ec2Config::default());
-        let node_subnet = ec2
-            .add_subnet(Subnet::new("10.0.0.0/16".parse().expect("cidr"), vec![]).expect("valid"));
+        let mut ec2 = Ec2::new(ec2_cfg);
+        let node_subnet = ec2.add_subnet(Subnet::new(cidr, vec![]).expect("valid subnet"));
         let pod_subnet = if cfg.custom_networking {
             ec2.add_subnet(
                 Subnet::new("100.64.0.0/16".parse().expect("cidr"), vec![]).expect("valid"),
