@@ -493,3 +493,50 @@ fn invalid_parameter_value_is_retried_every_5s_without_pause() {
     // The ENI whose creation failed was rolled back: still two ENIs.
     assert_eq!(h.ipam.num_enis(), 2);
 }
+
+#[test]
+fn pd_eni_freed_when_it_ages_without_a_pod_event() {
+    // t3.medium (5 slots per ENI), W=1: pods are added until a second ENI
+    // is attached, then all leave at once, while that ENI is younger than
+    // 60 s. The surplus free prefixes are released (at random). If the one
+    // kept is on the primary ENI, the second ENI is empty but too young: it
+    // must go at the first decision after it turns 60 s old, with no pod
+    // event to prompt it. If the kept prefix is on the second ENI, that ENI
+    // is needed for WARM_PREFIX_TARGET and stays.
+    let mut aged_out = 0;
+    for seed in 1..=8 {
+        let mut h = harness("t3.medium", &pd(1), 110, seed);
+        let mut pods = Vec::new();
+        while h.ipam.num_enis() < 2 {
+            pods.extend(add_pods(&mut h, 1));
+        }
+        let created = h
+            .log
+            .iter()
+            .find_map(|(at, e)| matches!(e, IpamEvent::EniCreated { .. }).then_some(*at))
+            .unwrap();
+        for a in pods {
+            h.remove_pod(a);
+        }
+        h.settle().unwrap();
+        let deleted: Vec<Ms> = h
+            .log
+            .iter()
+            .filter_map(|(at, e)| matches!(e, IpamEvent::EniDeleted { .. }).then_some(*at))
+            .collect();
+        if h.ipam.num_enis() == 1 {
+            aged_out += 1;
+            assert_eq!(deleted.len(), 1);
+            let old_enough = created + Ms::from_secs(60);
+            assert!(
+                deleted[0] >= old_enough && deleted[0] < old_enough + Ms::from_secs(5),
+                "seed {seed}: deleted {deleted:?}, created {created:?}"
+            );
+            assert_eq!(h.ipam.cidrs_per_eni(), vec![1]);
+        } else {
+            assert!(deleted.is_empty());
+            assert_eq!(h.ipam.cidrs_per_eni(), vec![0, 1], "seed {seed}");
+        }
+    }
+    assert!(aged_out > 0, "no seed exercised the age-blocked ENI");
+}

@@ -450,9 +450,13 @@ impl NodeIpam {
             }
         }
 
-        let freeable = self.find_deletable_eni(now, cfg, rng);
-        if policy::should_remove_extra_enis(cfg, &lim, &self.stats, freeable.is_ok()) {
-            match freeable {
+        // `shouldRemoveExtraENIs`: without the freeable-ENI check it can only
+        // become true in PD mode (`CheckFreeableENIexists`), so the search
+        // runs only then. An ENI blocked only by its age or a cooling
+        // address becomes freeable by time alone: wake up for it.
+        let quick = policy::should_remove_extra_enis(cfg, &lim, &self.stats, false);
+        if quick || lim.pd {
+            match self.find_deletable_eni(now, cfg, rng) {
                 Ok(ei) => {
                     let e = self.enis.swap_remove(ei);
                     self.stats.total -= e.total();
