@@ -463,3 +463,46 @@ fn rotated_nodes_are_drained_and_release_everything() {
         last["prefix_allocated_blocks"]
     );
 }
+
+#[test]
+fn progress_bar_only_on_a_terminal_and_not_with_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    let bin = env!("CARGO_BIN_EXE_subnetsim");
+    let scenario = root().join("benches/scenarios/large.yaml");
+    // stderr not a terminal: no bar.
+    let o = run(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--duration",
+        "20m",
+    ]);
+    assert!(o.status.success());
+    assert!(!stderr(&o).contains("simulating"), "{}", stderr(&o));
+    // A pseudo-terminal (util-linux `script`), a run longer than a moment.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("`script` not found: the terminal case is not checked here");
+        return;
+    }
+    let pty = |extra: &str| {
+        let log = dir.path().join("typescript");
+        let cmd = format!(
+            "{bin} run {} --out {} {extra}",
+            scenario.display(),
+            out.display()
+        );
+        let o = Command::new("script")
+            .args(["-qec", &cmd, log.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&read(&log)).into_owned()
+    };
+    assert!(pty("").contains("simulating ["), "a bar on the terminal");
+    assert!(
+        !pty("--quiet").contains("simulating"),
+        "no bar with --quiet"
+    );
+}
