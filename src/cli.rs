@@ -338,16 +338,7 @@ fn cmd_node(a: NodeArgs) -> Result<()> {
     };
     let max_pods = match a.max_pods {
         Some(p) => p,
-        None => {
-            let q = MaxPodsQuery {
-                prefix_delegation: cfg.prefix_delegation,
-                custom_networking: cfg.custom_networking,
-                max_eni: cfg.max_eni,
-                vcpus: None,
-                show_max_allowed: false,
-            };
-            max_pods(t, &q)?.max_pods
-        }
+        None => max_pods(t, &cfg.max_pods_query())?.max_pods,
     };
     let r = steady_state(t, &cfg, a.pods, max_pods, a.seed)?;
     for n in &r.notes {

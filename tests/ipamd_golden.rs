@@ -151,6 +151,14 @@ fn add_pods(h: &mut NodeHarness, n: u32) -> Vec<PodAddr> {
     v
 }
 
+/// When ipamd deleted ENIs.
+fn eni_deletions(h: &NodeHarness) -> Vec<Ms> {
+    h.log
+        .iter()
+        .filter_map(|(at, e)| matches!(e, IpamEvent::EniDeleted { .. }).then_some(*at))
+        .collect()
+}
+
 fn releases(h: &NodeHarness) -> Vec<(Ms, u32)> {
     h.log
         .iter()
@@ -343,11 +351,7 @@ fn secondary_mode_eni_removed_after_age_and_cooldown() {
     // held one: it goes at the first decision after t. The second held pods:
     // it goes at the first decision after their cool-down (t + 30 s). 9
     // remain: a fresh node's pool.
-    let deleted: Vec<Ms> = h
-        .log
-        .iter()
-        .filter_map(|(at, e)| matches!(e, IpamEvent::EniDeleted { .. }).then_some(*at))
-        .collect();
+    let deleted: Vec<Ms> = eni_deletions(&h);
     assert_eq!(deleted.len(), 2, "{deleted:?}");
     assert!(
         deleted[0] >= t && deleted[0] <= t + Ms::from_secs(5),
@@ -519,11 +523,7 @@ fn pd_eni_freed_when_it_ages_without_a_pod_event() {
             h.remove_pod(a);
         }
         h.settle().unwrap();
-        let deleted: Vec<Ms> = h
-            .log
-            .iter()
-            .filter_map(|(at, e)| matches!(e, IpamEvent::EniDeleted { .. }).then_some(*at))
-            .collect();
+        let deleted: Vec<Ms> = eni_deletions(&h);
         if h.ipam.num_enis() == 1 {
             aged_out += 1;
             assert_eq!(deleted.len(), 1);

@@ -192,7 +192,6 @@ pub struct Ec2 {
     enis: Vec<Option<EniInfo>>,
     free_handles: Vec<u32>,
     next_serial: u64,
-    live: usize,
 }
 
 impl Ec2 {
@@ -203,7 +202,6 @@ impl Ec2 {
             enis: Vec::new(),
             free_handles: Vec::new(),
             next_serial: 0,
-            live: 0,
         }
     }
 
@@ -253,10 +251,6 @@ impl Ec2 {
             .filter_map(|(i, e)| e.as_ref().map(|e| (EniId(i as u32), e)))
     }
 
-    pub fn live_enis(&self) -> usize {
-        self.live
-    }
-
     pub fn addr(&self, subnet: SubnetId, offset: u32) -> Ipv4Addr {
         self.subnet(subnet).addr_at(offset)
     }
@@ -277,7 +271,6 @@ impl Ec2 {
     }
 
     fn insert_eni(&mut self, info: EniInfo) -> EniId {
-        self.live += 1;
         if let Some(h) = self.free_handles.pop() {
             self.enis[h as usize] = Some(info);
             EniId(h)
@@ -430,7 +423,6 @@ impl Ec2 {
             .get_mut(eni.0 as usize)
             .and_then(Option::take)
             .ok_or(AddrError::NoSuchEni)?;
-        self.live -= 1;
         self.free_handles.push(eni.0);
         let s = self.sub_mut(info.subnet);
         s.release_ip(info.primary)?;

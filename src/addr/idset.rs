@@ -117,11 +117,6 @@ impl IdSet {
         }
         Some(idx as u32)
     }
-
-    /// Members in no particular (but deterministic) order.
-    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.dense.iter().copied()
-    }
 }
 
 #[cfg(test)]

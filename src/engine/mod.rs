@@ -103,10 +103,6 @@ impl<E> EventQueue<E> {
     pub fn processed(&self) -> u64 {
         self.processed
     }
-
-    pub fn pending(&self) -> usize {
-        self.heap.len()
-    }
 }
 
 /// FNV-1a of a stream name.

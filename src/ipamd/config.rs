@@ -56,6 +56,18 @@ impl CniConfig {
         self.minimum_ip_target.unwrap_or(0)
     }
 
+    /// The max-pods calculator's question for these settings (the kubelet
+    /// default when a node's max pods is not given).
+    pub fn max_pods_query(&self) -> crate::catalog::MaxPodsQuery {
+        crate::catalog::MaxPodsQuery {
+            prefix_delegation: self.prefix_delegation,
+            custom_networking: self.custom_networking,
+            max_eni: self.max_eni,
+            vcpus: None,
+            show_max_allowed: false,
+        }
+    }
+
     /// IP targets are in force when either is non-zero; with prefix
     /// delegation they then override `WARM_PREFIX_TARGET`.
     pub fn ip_targets_defined(&self) -> bool {

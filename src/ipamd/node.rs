@@ -277,11 +277,6 @@ impl NodeIpam {
         self.enis.iter().map(|e| e.cidrs.len() as u32).collect()
     }
 
-    /// The ENI handles this ipamd holds, primary first.
-    pub fn enis(&self) -> impl Iterator<Item = EniId> + '_ {
-        self.enis.iter().map(|e| e.eni)
-    }
-
     /// Whether `at` is the decision this ipamd asked for (later requests
     /// supersede earlier ones; a superseded wake-up is ignored).
     pub fn is_due(&self, at: Ms) -> bool {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::ec2::OwnerKind;
 use crate::addr::{Ec2Config, Reservation, ReservationType, Subnet};
 
-use crate::catalog::{max_pods, nearest_names, Catalog, InstanceType, MaxPodsQuery};
+use crate::catalog::{max_pods, nearest_names, Catalog, InstanceType};
 use crate::cluster::spec::{
     CapacityType, ClusterSpec, ConsumerSpec, KubeletConfig, NodeTiming, PoolSpec, SchedulerConfig,
     SubnetSpec, WorkloadSpec,
@@ -594,22 +594,13 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
                 continue;
             }
             Some(m) => m,
-            None => {
-                let q = MaxPodsQuery {
-                    prefix_delegation: raw.vpc_cni.prefix_delegation,
-                    custom_networking: raw.vpc_cni.custom_networking,
-                    max_eni: raw.vpc_cni.max_eni,
-                    vcpus: None,
-                    show_max_allowed: false,
-                };
-                match max_pods(&t, &q) {
-                    Ok(r) => r.max_pods,
-                    Err(e) => {
-                        c.err(&p.key("max_pods"), format!("{e}; set max_pods"));
-                        continue;
-                    }
+            None => match max_pods(&t, &raw.vpc_cni.max_pods_query()) {
+                Ok(r) => r.max_pods,
+                Err(e) => {
+                    c.err(&p.key("max_pods"), format!("{e}; set max_pods"));
+                    continue;
                 }
-            }
+            },
         };
         if t.allocatable_cpu_millis.is_none() || t.allocatable_memory_mib.is_none() {
             c.err(
