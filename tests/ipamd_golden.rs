@@ -225,7 +225,9 @@ fn scale_down_is_gated_to_once_per_30s() {
     assert_eq!(first.len(), 1);
     let t1 = first[0].0;
     // Empty a third prefix right after: free is 2 again, but the next
-    // release must wait until more than 30 s after the first, on the grid.
+    // release must wait 30 s (`shouldSkipDataStorePoolDecrease`: since <=
+    // 30 s skips; the loop's 5 s period plus its work puts the decision on
+    // the grid point 30 s later just past it), so it comes exactly then.
     h.run_until(t1 + Ms::from_secs(1)).unwrap();
     for a in groups.next().unwrap() {
         h.remove_pod(a);
@@ -235,8 +237,8 @@ fn scale_down_is_gated_to_once_per_30s() {
     assert_eq!(all.len(), 2, "{all:?}");
     assert_eq!(
         all[1].0,
-        t1 + Ms::from_secs(35),
-        "first grid point after t1 + 30 s"
+        t1 + Ms::from_secs(30),
+        "the grid point 30 s after the last decrease (35 s before v1.23 fidelity)"
     );
     assert_eq!(h.ipam.stats().cidrs, 2);
 }
@@ -320,7 +322,14 @@ fn warm_prefix_target_0_flaps_as_the_source_does() {
         .filter(|(_, e)| matches!(e, IpamEvent::CidrsAssigned { .. }))
         .count();
     assert!(allocs >= 3, "allocates again and again: {allocs}");
-    assert!(!releases(&h).is_empty());
+    // A release, then 5 s later an allocation (0 available), whose 0.5 s
+    // latency moves the grid; the next release is on the first grid point
+    // 30 s or more after the last one (the release gate): every 30.5 s.
+    let r = releases(&h);
+    assert!(r.len() >= 3, "{r:?}");
+    for w in r.windows(2) {
+        assert_eq!(w[1].0 - w[0].0, Ms::from_millis(30_500), "{r:?}");
+    }
     assert!(h.settle().is_err());
     // With pods it is stable: 15 pods keep the prefix in use.
     let mut h = NodeHarness::new(t, &pd(0), 110, 1);
@@ -440,14 +449,21 @@ fn small(cidr: &str, t: &subnetsim::catalog::InstanceType, cfg: &CniConfig) -> N
 }
 
 #[test]
-fn one_prefix_retry_then_the_120s_pause() {
-    // A /26 has 4 blocks; the first and last hold AWS-reserved addresses,
-    // so 2 can be delegated (the node's primary goes to .4, in block 0).
-    // W=3 asks for 3 prefixes: the call fails, the retry for 1 succeeds in
-    // the same decision. Next decision: 2 asked, 1 left: retry gets it.
-    // Then nothing is left: InsufficientCidrBlocks, and growth pauses 120 s.
+fn one_prefix_retry_then_the_120s_pause_without_discovery() {
+    // ENABLE_SUBNET_DISCOVERY=false. A /26 has 4 blocks; the first and last
+    // hold AWS-reserved addresses, so 2 can be delegated (the node's primary
+    // goes to .4, in block 0). W=3: init asks for 3 at t=0, fails, and the
+    // retry for 1 succeeds (done at 0.5 s). The pool loop's first decision
+    // comes 2.5 s after init, at 3.0 s: 2 asked, 1 left: the retry gets it
+    // (done 3.5 s). Next decision 8.5 s: 1 asked, none left, the retry for
+    // 1 fails too: InsufficientCidrBlocks, growth pauses 120 s.
     let t = Catalog::embedded().get("m5.large").unwrap();
-    let mut h = small("10.0.0.0/26", t, &pd(3));
+    let cfg = CniConfig {
+        subnet_discovery: false,
+        ..pd(3)
+    };
+    let mut h = small("10.0.0.0/26", t, &cfg);
+    assert_eq!(h.init.done_at, Ms::from_millis(500));
     h.run_until(Ms::from_secs(300)).unwrap();
     let assigned: Vec<(Ms, u32)> = h
         .log
@@ -457,14 +473,23 @@ fn one_prefix_retry_then_the_120s_pause() {
             _ => None,
         })
         .collect();
-    assert_eq!(assigned, vec![(Ms::ZERO, 1), (Ms::from_millis(5_500), 1)]);
+    assert_eq!(assigned, vec![(Ms::ZERO, 1), (Ms::from_millis(3_000), 1)]);
     let f = failures(&h);
-    assert!(f.len() >= 2, "{f:?}");
-    assert_eq!(f[0].0, Ms::from_millis(11_000));
-    assert_eq!(f[0].1.code(), "InsufficientCidrBlocks");
-    assert!(f[0].2, "paused");
+    // Every failed EC2 call is recorded: the 3-prefix and 2-prefix requests
+    // (retried), then the 1-prefix request and its retry, which pauses.
+    let at = |ms: u64| Ms::from_millis(ms);
+    let icb = subnetsim::addr::Ec2Error::InsufficientCidrBlocks;
+    assert_eq!(
+        &f[..4],
+        &[
+            (at(0), icb, false),
+            (at(3_000), icb, false),
+            (at(8_500), icb, false),
+            (at(8_500), icb, true),
+        ]
+    );
     // The next attempt comes only after the 120 s pause, on the 5 s grid.
-    assert_eq!(f[1].0, Ms::from_millis(11_000 + 120_000));
+    assert_eq!(f[4].0, at(8_500 + 120_000));
     assert_eq!(h.ipam.stats().cidrs, 2);
 }
 
@@ -489,6 +514,8 @@ fn invalid_parameter_value_is_retried_every_5s_without_pause() {
     h.run_until(t0 + Ms::from_secs(30)).unwrap();
     let f = failures(&h);
     assert!(f.len() >= 6, "{f:?}");
+    // Both ENIs are full (one slot each): no assign call, only the ENI
+    // creation, failing every 5 s.
     for w in f.windows(2) {
         assert_eq!(w[0].1.code(), "InvalidParameterValue");
         assert!(!w[0].2, "not paused");
@@ -514,11 +541,14 @@ fn pd_eni_freed_when_it_ages_without_a_pod_event() {
         while h.ipam.num_enis() < 2 {
             pods.extend(add_pods(&mut h, 1));
         }
+        // The ENI's age counts from when ipamd added it to the datastore,
+        // after the 10 s create-and-attach (`ENI.createTime`).
         let created = h
             .log
             .iter()
             .find_map(|(at, e)| matches!(e, IpamEvent::EniCreated { .. }).then_some(*at))
-            .unwrap();
+            .unwrap()
+            + Ms::from_secs(10);
         for a in pods {
             h.remove_pod(a);
         }

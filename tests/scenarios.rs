@@ -114,7 +114,10 @@ fn every_shipped_scenario_runs_and_writes_every_output() {
             .to_string();
         assert_eq!(header, subnetsim::output::TIMESERIES_COLUMNS.join(","));
         let ev = String::from_utf8(read(&dir.path().join("events.csv"))).unwrap();
-        assert!(ev.starts_with("time_s,kind,subnet,node,detail\n"));
+        assert!(ev.starts_with(&format!(
+            "{}\n",
+            subnetsim::output::EVENTS_COLUMNS.join(",")
+        )));
     }
     assert!(n >= 2, "scenarios/ holds the shipped examples");
 }

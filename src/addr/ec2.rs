@@ -56,6 +56,32 @@ impl Ec2Error {
     }
 }
 
+/// The EC2 operation a failure came from, so every output can say which
+/// call failed (a prefix on an existing ENI, a new ENI, a node's launch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+pub enum Ec2Op {
+    /// `AssignPrivateIpAddresses --ipv4-prefix-count` on an existing ENI.
+    AssignPrefixes,
+    /// `AssignPrivateIpAddresses --secondary-private-ip-address-count`.
+    AssignPrivateIps,
+    /// `CreateNetworkInterface` (with prefixes or secondary addresses when
+    /// ipamd creates it; a bare ENI for other consumers).
+    CreateEni,
+    /// `RunInstances`: the node's primary ENI at launch.
+    RunInstances,
+}
+
+impl Ec2Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ec2Op::AssignPrefixes => "assign_prefixes",
+            Ec2Op::AssignPrivateIps => "assign_private_ips",
+            Ec2Op::CreateEni => "create_eni",
+            Ec2Op::RunInstances => "run_instances",
+        }
+    }
+}
+
 /// What an ENI belongs to; names follow the owner types of AWS support's
 /// analyzer so `inspect` output and simulated output read alike.
 #[derive(
@@ -169,6 +195,31 @@ pub struct Ec2Config {
     /// Latency of creating and attaching an ENI ("can take up to 10 s").
     /// Default 10s.
     pub eni_latency: Ms,
+    /// The error `CreateNetworkInterface` returns when the prefixes asked
+    /// for with the ENI cannot be had. CNI #3105 reports
+    /// `InvalidParameterValue` (the default); AWS does not document it. It
+    /// decides whether ipamd pauses 120 s under subnet discovery
+    /// (`InsufficientCidrBlocks` pauses, `InvalidParameterValue` does not).
+    pub create_eni_prefix_error: CreateEniPrefixError,
+}
+
+/// See [`Ec2Config::create_eni_prefix_error`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum CreateEniPrefixError {
+    #[default]
+    InvalidParameterValue,
+    InsufficientCidrBlocks,
+}
+
+impl CreateEniPrefixError {
+    pub fn error(self) -> Ec2Error {
+        match self {
+            CreateEniPrefixError::InvalidParameterValue => Ec2Error::InvalidParameterValue,
+            CreateEniPrefixError::InsufficientCidrBlocks => Ec2Error::InsufficientCidrBlocks,
+        }
+    }
 }
 
 impl Default for Ec2Config {
@@ -180,6 +231,7 @@ impl Default for Ec2Config {
             ips_in_prefix_reservations: false,
             assign_latency: Ms::from_millis(500),
             eni_latency: Ms::from_secs(10),
+            create_eni_prefix_error: CreateEniPrefixError::InvalidParameterValue,
         }
     }
 }
@@ -304,13 +356,14 @@ impl Ec2 {
     ) -> Result<EniId, Ec2Error> {
         let cfg = self.config;
         let s = self.subnet(subnet);
+        let prefix_error = cfg.create_eni_prefix_error.error();
         if prefixes > 0 && s.delegatable_blocks(cfg.prefix_reservation_fallback) < prefixes {
-            return Err(Ec2Error::InvalidParameterValue);
+            return Err(prefix_error);
         }
         let off = s
             .pick_ip(cfg.ip_placement, cfg.ips_in_prefix_reservations, rng)
             .ok_or(if prefixes > 0 {
-                Ec2Error::InvalidParameterValue
+                prefix_error
             } else {
                 Ec2Error::InsufficientFreeAddressesInSubnet
             })?;
@@ -323,7 +376,7 @@ impl Ec2 {
             // delegatable; if the prefixes no longer fit, undo the whole call.
             if self.assign_prefixes(id, prefixes, rng).is_err() {
                 self.delete_eni(id).expect("just created");
-                return Err(Ec2Error::InvalidParameterValue);
+                return Err(prefix_error);
             }
         }
         Ok(id)

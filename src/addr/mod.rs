@@ -19,7 +19,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-pub use ec2::{Ec2, Ec2Config, Ec2Error, EniId, OwnerKind, SubnetId};
+pub use ec2::{Ec2, Ec2Config, Ec2Error, Ec2Op, EniId, OwnerKind, SubnetId};
 pub use placement::Placement;
 pub use subnet::{BlockClass, Subnet, SubnetStats};
 

@@ -107,6 +107,15 @@ pub struct SubnetSpec {
     pub zone: String,
     pub reservations: Vec<Reservation>,
     pub consumers: Vec<ConsumerSpec>,
+    /// AWS tags (key to value).
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+impl SubnetSpec {
+    /// Tags as `(key, value)` pairs.
+    pub fn tag_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        self.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -28,6 +28,36 @@ pub struct CniConfig {
     /// `IP_COOLDOWN_PERIOD`: a released pod address waits this long before
     /// reuse.
     pub ip_cooldown: Ms,
+    /// `ENABLE_SUBNET_DISCOVERY` (code default true since v1.19.0, CNI
+    /// #2954). On: after an Insufficient* error on an existing ENI ipamd
+    /// tries the next ENI, then a new ENI in the same decision, in any
+    /// subnet of the node's zone the `kubernetes.io/role/cni` tag allows;
+    /// growth pauses 120 s only when that ENI creation fails with an
+    /// Insufficient* error. Off: the first Insufficient* error pauses.
+    pub subnet_discovery: bool,
+    /// How the datastore picks a pod's address: `map_order` (default)
+    /// imitates Go's map iteration in `AssignPodIPv4Address` (first ENI,
+    /// first prefix with a free address, the oldest entry favoured);
+    /// `random` picks ENI and prefix uniformly.
+    pub pod_address_pick: PodAddressPick,
+    /// `CLUSTER_NAME`: with it set, a subnet carrying any
+    /// `kubernetes.io/cluster/<name>` tag is used for new ENIs only when one
+    /// names this cluster (`ValidSubnetTagsMatchingClusterName`).
+    pub cluster_name: Option<String>,
+}
+
+/// The datastore's choice of a pod address (see `docs/ipamd-model.md`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PodAddressPick {
+    /// Go map iteration order: a random start among 8 slots for small maps,
+    /// so the oldest ENI and prefix are favoured.
+    #[default]
+    MapOrder,
+    /// Uniformly random ENI, then prefix.
+    Random,
 }
 
 impl Default for CniConfig {
@@ -41,6 +71,9 @@ impl Default for CniConfig {
             max_eni: None,
             custom_networking: false,
             ip_cooldown: Ms::from_secs(30),
+            subnet_discovery: true,
+            pod_address_pick: PodAddressPick::MapOrder,
+            cluster_name: None,
         }
     }
 }
@@ -108,6 +141,9 @@ pub mod timing {
     pub const POOL_INTERVAL: Ms = Ms::from_secs(5);
     /// `decreaseIPPoolInterval`: releases at most once per 30 s.
     pub const DECREASE_INTERVAL: Ms = Ms::from_secs(30);
+    /// `StartNodeIPPoolManager` sleeps half an interval before each
+    /// decision: the first comes 2.5 s after ipamd's init.
+    pub const FIRST_DECISION: Ms = Ms::from_millis(2_500);
     /// `insufficientCidrErrorCooldown`: growth pauses 120 s after
     /// `InsufficientCidrBlocks` / `InsufficientFreeAddressesInSubnet`.
     pub const INSUFFICIENT_PAUSE: Ms = Ms::from_secs(120);

@@ -7,5 +7,5 @@ pub mod node;
 pub mod policy;
 pub mod steady;
 
-pub use config::CniConfig;
-pub use node::{IpamEvent, IpamSpec, NodeIpam, PodAddr};
+pub use config::{CniConfig, PodAddressPick};
+pub use node::{EniSubnets, InitOutcome, IpamEvent, IpamSpec, NodeIpam, PodAddr};

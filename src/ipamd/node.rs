@@ -1,22 +1,38 @@
 //! One node's ipamd: its ENIs, its datastore of prefixes (or secondary
-//! addresses), pod address assignment, and the pool decision loop.
+//! addresses), pod address assignment, init, and the pool decision loop.
 //!
 //! It talks to EC2 only through [`Ec2`]'s operations and to time only
 //! through the `now` its caller passes. It never polls: [`NodeIpam::tick`]
 //! returns when the next decision is needed (or `None` once the pool is
 //! settled), and [`NodeIpam::on_pod_change`] says when a pod event makes a
 //! decision due again. Decisions stay on the 5 s grid they would fall on in
-//! reality (the loop sleeps 5 s after each decision's work).
+//! reality (the loop sleeps between decisions), starting 2.5 s after init.
 
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::config::{timing, CniConfig};
+use super::config::{timing, CniConfig, PodAddressPick};
 use super::policy::{self, NodeLimits, PoolStats, IPS_PER_PREFIX};
 use crate::addr::ec2::{EniOwner, OwnerKind};
-use crate::addr::{Ec2, Ec2Error, EniId, SubnetId};
+use crate::addr::{Ec2, Ec2Error, Ec2Op, EniId, SubnetId};
 use crate::catalog::InstanceType;
 use crate::time::Ms;
+
+/// Where ipamd may create new ENIs (`createENI`, pkg/awsutils/awsutils.go).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EniSubnets {
+    /// One subnet: the ENIConfig subnet under custom networking, or the
+    /// node's subnet with subnet discovery off.
+    Fixed(SubnetId),
+    /// Subnet discovery: these subnets of the node's zone (valid by their
+    /// `kubernetes.io/role/cni` tags), tried most free addresses first
+    /// (`GetVpcSubnets` sorts by `AvailableIpAddressCount`, stable).
+    Discover(Vec<SubnetId>),
+    /// No subnet may take an ENI (every candidate tagged `role/cni=0`, or the
+    /// node's subnet tagged so with discovery off): creation fails before
+    /// any EC2 call.
+    NoneValid,
+}
 
 /// What a node's ipamd needs to start.
 #[derive(Clone, Debug)]
@@ -30,16 +46,23 @@ pub struct IpamSpec {
     pub pd: bool,
     /// Subnet of the node's primary ENI.
     pub node_subnet: SubnetId,
-    /// Subnet of the ENIs ipamd attaches (the ENIConfig subnet under custom
-    /// networking, else the node subnet).
-    pub pod_subnet: SubnetId,
+    /// Where new ENIs go.
+    pub eni_subnets: EniSubnets,
     pub custom_networking: bool,
+    /// `ENABLE_SUBNET_DISCOVERY`.
+    pub subnet_discovery: bool,
+    /// The primary ENI is in a subnet tagged `role/cni=0` under discovery:
+    /// excluded from pod addresses (`excludedENIBasedOnSubnetTags`).
+    pub primary_excluded: bool,
+    pub pick: PodAddressPick,
 }
 
 impl IpamSpec {
-    /// The spec for an instance type under a CNI configuration. Returns the
-    /// spec and a note when prefix delegation falls back to secondary-IP
-    /// mode (the CNI logs the same).
+    /// The spec for an instance type under a CNI configuration, with new
+    /// ENIs in `pod_subnet` (custom networking) or the node's subnet.
+    /// Returns the spec and a note when prefix delegation falls back to
+    /// secondary-IP mode (the CNI logs the same). Callers that know the
+    /// zone's subnets and tags replace `eni_subnets` (see the simulation).
     pub fn for_type(
         node: u32,
         t: &InstanceType,
@@ -59,6 +82,13 @@ impl IpamSpec {
             .max_eni
             .filter(|&m| m >= 1)
             .map_or(t.enis, |m| m.min(t.enis));
+        let eni_subnets = if cfg.custom_networking {
+            EniSubnets::Fixed(pod_subnet)
+        } else if cfg.subnet_discovery {
+            EniSubnets::Discover(vec![node_subnet])
+        } else {
+            EniSubnets::Fixed(node_subnet)
+        };
         (
             IpamSpec {
                 node,
@@ -67,12 +97,11 @@ impl IpamSpec {
                 max_pods,
                 pd,
                 node_subnet,
-                pod_subnet: if cfg.custom_networking {
-                    pod_subnet
-                } else {
-                    node_subnet
-                },
+                eni_subnets,
                 custom_networking: cfg.custom_networking,
+                subnet_discovery: cfg.subnet_discovery,
+                primary_excluded: false,
+                pick: cfg.pod_address_pick,
             },
             note,
         )
@@ -84,25 +113,30 @@ impl IpamSpec {
 pub enum IpamEvent {
     EniCreated {
         eni: EniId,
+        subnet: SubnetId,
         serial: u64,
         cidrs: u32,
     },
     CidrsAssigned {
         eni: EniId,
+        subnet: SubnetId,
         cidrs: u32,
     },
     CidrsReleased {
         eni: EniId,
+        subnet: SubnetId,
         cidrs: u32,
     },
     EniDeleted {
+        subnet: SubnetId,
         serial: u64,
     },
-    /// An EC2 call failed; `paused` when growth now pauses 120 s.
+    /// One EC2 call failed. `paused`: growth now pauses 120 s.
     AllocFailed {
+        op: Ec2Op,
+        subnet: SubnetId,
         error: Ec2Error,
         requested: u32,
-        new_eni: bool,
         paused: bool,
     },
 }
@@ -113,6 +147,8 @@ struct Cidr {
     /// Offset of the first address in its subnet.
     base: u32,
     prefix: bool,
+    /// Slot in the ENI's Go map (iteration order).
+    slot: u32,
     /// Bit i: address i assigned to a pod.
     assigned: u16,
     /// Per address: when its cool-down ends.
@@ -124,17 +160,6 @@ struct Cidr {
 }
 
 impl Cidr {
-    fn new(base: u32, prefix: bool, ready_at: Ms) -> Self {
-        Cidr {
-            base,
-            prefix,
-            assigned: 0,
-            cool_until: [Ms::ZERO; 16],
-            cool_max: Ms::ZERO,
-            ready_at,
-        }
-    }
-
     fn size(&self) -> u32 {
         if self.prefix {
             IPS_PER_PREFIX
@@ -168,18 +193,22 @@ impl Cidr {
         }
         m
     }
-
-    fn has_cooling(&self, now: Ms) -> bool {
-        self.cool_max > now
-    }
 }
 
 #[derive(Clone, Debug)]
 struct NodeEni {
     eni: EniId,
+    subnet: SubnetId,
     serial: u64,
     primary: bool,
-    created: Ms,
+    /// Excluded from pod addresses (custom networking's primary, or an ENI
+    /// in a subnet tagged `role/cni=0` under discovery).
+    excluded: bool,
+    /// Slot in the datastore's ENI map (iteration order).
+    slot: u32,
+    /// When ipamd added it to the datastore (after attachment): the 60 s
+    /// minimum age counts from here (`ENI.createTime`).
+    added: Ms,
     cidrs: Vec<Cidr>,
     assigned: u32,
 }
@@ -195,6 +224,17 @@ impl NodeEni {
             .filter(|c| c.prefix && c.assigned == 0)
             .count() as u32
     }
+
+    fn has_usable(&self, now: Ms) -> bool {
+        self.cidrs.iter().any(|c| c.usable_mask(now) != 0)
+    }
+}
+
+/// The lowest slot no entry holds (Go's insert into a small map).
+fn lowest_free_slot(slots: impl Iterator<Item = u32> + Clone) -> u32 {
+    (0..)
+        .find(|k| !slots.clone().any(|s| s == *k))
+        .expect("fewer entries than slots")
 }
 
 /// Where a pod's address is.
@@ -202,6 +242,19 @@ impl NodeEni {
 pub struct PodAddr {
     pub subnet: SubnetId,
     pub offset: u32,
+}
+
+/// How ipamd's init (`nodeInit`, `handlePreScaling`) went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InitOutcome {
+    /// Init succeeded: the node becomes Ready at `done_at`, with or without
+    /// addresses in its pool. False only under custom networking with an
+    /// empty pool: aws-node exits and is restarted.
+    pub ok: bool,
+    /// When init's work (the one pre-scaling allocation) completes.
+    pub done_at: Ms,
+    /// The first pool decision to schedule, if any.
+    pub next: Option<Ms>,
 }
 
 /// One node's ipamd.
@@ -213,46 +266,134 @@ pub struct NodeIpam {
     stats: PoolStats,
     last_decrease: Option<Ms>,
     last_insufficient: Option<Ms>,
-    /// End of the last decision's work; decisions fall on anchor + k * 5 s.
+    /// Decisions fall on `anchor + k * 5 s`.
     anchor: Ms,
+    /// No decision before this (the last one's time + 1 ms, or the first).
+    earliest: Ms,
     /// The decision already asked for, if any.
     scheduled: Option<Ms>,
+    /// False while aws-node is down after a failed init: no decisions.
+    running: bool,
     /// Reused scratch space (no allocation per pod or decision).
     scratch: Vec<u32>,
     scratch2: Vec<u32>,
 }
 
+enum Grow {
+    Done(Ms),
+    Nothing,
+    Failed { pause: bool },
+}
+
+/// `containsInsufficientCIDRsOrSubnetIPs`.
+fn insufficient(e: Ec2Error) -> bool {
+    matches!(
+        e,
+        Ec2Error::InsufficientCidrBlocks | Ec2Error::InsufficientFreeAddressesInSubnet
+    )
+}
+
 impl NodeIpam {
-    /// ipamd starting on a node whose primary ENI is `primary` (created by
-    /// EC2 at launch). Returns the ipamd and the time of its first decision
-    /// (immediately).
-    pub fn start(spec: IpamSpec, primary: EniId, ec2: &Ec2, now: Ms) -> (Self, Ms) {
+    /// aws-node starting on a node whose primary ENI is `primary` (created
+    /// by EC2 at launch): builds the datastore and runs init, which tries
+    /// once to fill the warm pool (`handlePreScaling`).
+    pub fn start<R: Rng + ?Sized>(
+        spec: IpamSpec,
+        primary: EniId,
+        now: Ms,
+        cfg: &CniConfig,
+        ec2: &mut Ec2,
+        rng: &mut R,
+        events: &mut Vec<IpamEvent>,
+    ) -> (Self, InitOutcome) {
         let limits = NodeLimits {
             pd: spec.pd,
             slots_per_eni: spec.slots_per_eni,
             max_pods: spec.max_pods,
         };
         let serial = ec2.eni(primary).serial;
-        let ipam = NodeIpam {
-            spec,
-            limits,
+        let excluded = spec.custom_networking || spec.primary_excluded;
+        let mut ipam = NodeIpam {
             enis: vec![NodeEni {
                 eni: primary,
+                subnet: spec.node_subnet,
                 serial,
                 primary: true,
-                created: now,
+                excluded,
+                slot: 0,
+                added: now,
                 cidrs: Vec::new(),
                 assigned: 0,
             }],
+            spec,
+            limits,
             stats: PoolStats::default(),
             last_decrease: None,
             last_insufficient: None,
             anchor: now,
-            scheduled: Some(now),
+            earliest: now,
+            scheduled: None,
+            running: false,
             scratch: Vec::new(),
             scratch2: Vec::new(),
         };
-        (ipam, now)
+        let out = ipam.init(now, cfg, ec2, rng, events);
+        (ipam, out)
+    }
+
+    /// ipamd's init (`nodeInit` -> `handlePreScaling`): one
+    /// `increaseDatastorePool` if the pool is low. Its Insufficient* errors
+    /// are swallowed (the node becomes Ready with an empty pool); only under
+    /// custom networking with an empty pool does init fail. Also used when
+    /// aws-node restarts after a failed init (the process state is new: no
+    /// pause in force).
+    pub fn init<R: Rng + ?Sized>(
+        &mut self,
+        now: Ms,
+        cfg: &CniConfig,
+        ec2: &mut Ec2,
+        rng: &mut R,
+        events: &mut Vec<IpamEvent>,
+    ) -> InitOutcome {
+        self.last_insufficient = None;
+        self.last_decrease = None;
+        self.scheduled = None;
+        let mut done_at = now;
+        let mut wake = None;
+        if policy::is_low(cfg, &self.limits, &self.stats) {
+            match self.increase(now, cfg, ec2, rng, events) {
+                Grow::Done(lat) => done_at = now + lat,
+                Grow::Nothing => {}
+                Grow::Failed { pause: true } => {
+                    self.last_insufficient = Some(now);
+                    wake = Some(now + timing::INSUFFICIENT_PAUSE);
+                }
+                Grow::Failed { pause: false } => wake = Some(now),
+            }
+        }
+        // The pool manager starts after init; its first decision comes
+        // after half an interval.
+        self.anchor = done_at + timing::FIRST_DECISION;
+        self.earliest = self.anchor;
+        let ok = !(self.spec.custom_networking && self.stats.total == 0);
+        self.running = ok;
+        if !ok {
+            return InitOutcome {
+                ok,
+                done_at,
+                next: None,
+            };
+        }
+        let next = if done_at > now || wake.is_some() {
+            let at = wake
+                .unwrap_or(self.anchor)
+                .max(self.anchor)
+                .next_on_grid(self.anchor, timing::POOL_INTERVAL);
+            self.request(at)
+        } else {
+            None
+        };
+        InitOutcome { ok, done_at, next }
     }
 
     pub fn spec(&self) -> &IpamSpec {
@@ -263,7 +404,7 @@ impl NodeIpam {
         self.stats
     }
 
-    /// End of the last decision's work: decisions fall on `anchor + k * 5 s`.
+    /// Decisions fall on `anchor + k * 5 s`.
     pub fn anchor(&self) -> Ms {
         self.anchor
     }
@@ -272,9 +413,20 @@ impl NodeIpam {
         self.enis.len()
     }
 
+    /// Whether the pool holds no pod address at all (a Ready node in this
+    /// state attracts pods that wait for an address).
+    pub fn pool_empty(&self) -> bool {
+        self.stats.total == 0
+    }
+
     /// Cidrs (prefixes or secondary addresses) per ENI, primary first.
     pub fn cidrs_per_eni(&self) -> Vec<u32> {
         self.enis.iter().map(|e| e.cidrs.len() as u32).collect()
+    }
+
+    /// The subnet of each ENI, primary first.
+    pub fn eni_subnets(&self) -> Vec<SubnetId> {
+        self.enis.iter().map(|e| e.subnet).collect()
     }
 
     /// Whether `at` is the decision this ipamd asked for (later requests
@@ -283,45 +435,72 @@ impl NodeIpam {
         self.scheduled == Some(at)
     }
 
-    fn pod_eni(&self, e: &NodeEni) -> bool {
-        !(self.spec.custom_networking && e.primary)
-    }
-
     /// The earliest time at which an address can be handed to a pod, if the
-    /// pool holds any (CNI readiness, §5).
+    /// pool holds any.
     pub fn ready_at(&self) -> Option<Ms> {
         self.enis
             .iter()
-            .filter(|e| self.pod_eni(e))
+            .filter(|e| !e.excluded)
             .flat_map(|e| e.cidrs.iter())
             .map(|c| c.ready_at)
             .min()
     }
 
-    /// Assigns a pod address the way the datastore does: a random ENI and a
-    /// random prefix among those with a free, non-cooling address, then the
+    /// Assigns a pod address as the datastore does (`AssignPodIPv4Address`):
+    /// the first ENI, then the first prefix with a free, non-cooling
+    /// address, in map order (or uniformly at random, by policy), then the
     /// lowest such address. No EC2 call. `None`: the sandbox fails
     /// (`failed to assign an IP address to container`).
     pub fn assign_pod<R: Rng + ?Sized>(&mut self, now: Ms, rng: &mut R) -> Option<PodAddr> {
-        self.scratch.clear();
-        for (i, e) in self.enis.iter().enumerate() {
-            if self.pod_eni(e) && e.cidrs.iter().any(|c| c.usable_mask(now) != 0) {
-                self.scratch.push(i as u32);
+        let ei = match self.spec.pick {
+            PodAddressPick::MapOrder => {
+                let ring = policy::map_ring(self.enis.iter().map(|e| e.slot).max().unwrap_or(0));
+                let start = rng.gen_range(0..ring);
+                self.enis
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| !e.excluded && e.has_usable(now))
+                    .min_by_key(|(_, e)| policy::map_order_key(e.slot, start, ring))
+                    .map(|(i, _)| i)?
             }
-        }
-        if self.scratch.is_empty() {
-            return None;
-        }
-        let ei = self.scratch[rng.gen_range(0..self.scratch.len())] as usize;
-        self.scratch2.clear();
-        for (j, c) in self.enis[ei].cidrs.iter().enumerate() {
-            if c.usable_mask(now) != 0 {
-                self.scratch2.push(j as u32);
+            PodAddressPick::Random => {
+                self.scratch.clear();
+                for (i, e) in self.enis.iter().enumerate() {
+                    if !e.excluded && e.has_usable(now) {
+                        self.scratch.push(i as u32);
+                    }
+                }
+                if self.scratch.is_empty() {
+                    return None;
+                }
+                self.scratch[rng.gen_range(0..self.scratch.len())] as usize
             }
-        }
-        let ci = self.scratch2[rng.gen_range(0..self.scratch2.len())] as usize;
-        let subnet = self.eni_subnet(ei);
+        };
+        let cidrs = &self.enis[ei].cidrs;
+        let ci = match self.spec.pick {
+            PodAddressPick::MapOrder => {
+                let ring = policy::map_ring(cidrs.iter().map(|c| c.slot).max().unwrap_or(0));
+                let start = rng.gen_range(0..ring);
+                cidrs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.usable_mask(now) != 0)
+                    .min_by_key(|(_, c)| policy::map_order_key(c.slot, start, ring))
+                    .map(|(j, _)| j)
+                    .expect("the ENI has a usable cidr")
+            }
+            PodAddressPick::Random => {
+                self.scratch2.clear();
+                for (j, c) in cidrs.iter().enumerate() {
+                    if c.usable_mask(now) != 0 {
+                        self.scratch2.push(j as u32);
+                    }
+                }
+                self.scratch2[rng.gen_range(0..self.scratch2.len())] as usize
+            }
+        };
         let eni = &mut self.enis[ei];
+        let subnet = eni.subnet;
         let c = &mut eni.cidrs[ci];
         let bit = c.usable_mask(now).trailing_zeros();
         if c.prefix && c.assigned == 0 {
@@ -336,21 +515,12 @@ impl NodeIpam {
         })
     }
 
-    fn eni_subnet(&self, ei: usize) -> SubnetId {
-        if self.enis[ei].primary {
-            self.spec.node_subnet
-        } else {
-            self.spec.pod_subnet
-        }
-    }
-
     /// A pod left: its address cools down before reuse.
     pub fn release_pod(&mut self, now: Ms, addr: PodAddr, cfg: &CniConfig) {
-        for ei in 0..self.enis.len() {
-            if self.eni_subnet(ei) != addr.subnet {
+        for eni in self.enis.iter_mut() {
+            if eni.subnet != addr.subnet {
                 continue;
             }
-            let eni = &mut self.enis[ei];
             for c in eni.cidrs.iter_mut() {
                 if addr.offset >= c.base && addr.offset < c.base + c.size() {
                     let bit = addr.offset - c.base;
@@ -377,7 +547,12 @@ impl NodeIpam {
     /// A pod was added or removed at `now`: returns the time of the decision
     /// to schedule, if one is not already due earlier.
     pub fn on_pod_change(&mut self, now: Ms) -> Option<Ms> {
-        let at = (now.max(self.anchor + Ms(1))).next_on_grid(self.anchor, timing::POOL_INTERVAL);
+        if !self.running {
+            return None;
+        }
+        let at = now
+            .max(self.earliest)
+            .next_on_grid(self.anchor, timing::POOL_INTERVAL);
         self.request(at)
     }
 
@@ -391,9 +566,10 @@ impl NodeIpam {
         }
     }
 
-    /// One pool decision (`updateIPPoolIfRequired`): grow (at most one EC2
-    /// allocation), else shrink (at most once per 30 s), then maybe free
-    /// one ENI. Returns the next decision time, or `None` when settled.
+    /// One pool decision (`updateIPPoolIfRequired`): grow (at most one
+    /// successful EC2 allocation), else shrink (at most once per 30 s), then
+    /// maybe free one ENI. Returns the next decision time, or `None` when
+    /// settled.
     pub fn tick<R: Rng + ?Sized>(
         &mut self,
         now: Ms,
@@ -403,12 +579,18 @@ impl NodeIpam {
         events: &mut Vec<IpamEvent>,
     ) -> Option<Ms> {
         self.scheduled = None;
+        if !self.running {
+            return None;
+        }
         let stats = self.stats;
         let lim = self.limits;
         let mut work: Option<Ms> = None; // latency of an action taken
         let mut wake: Option<Ms> = None; // a time-only condition to revisit
 
         if policy::is_low(cfg, &lim, &stats) {
+            // `inInsufficientCidrCoolingPeriod`: `since <= 120 s`. The loop's
+            // period is 5 s plus its work, so the decision on the grid point
+            // 120 s later is already past the pause.
             let pause_end = self
                 .last_insufficient
                 .map(|t| t + timing::INSUFFICIENT_PAUSE)
@@ -419,21 +601,21 @@ impl NodeIpam {
                 match self.increase(now, cfg, ec2, rng, events) {
                     Grow::Done(lat) => work = Some(lat),
                     Grow::Nothing => {}
-                    Grow::Failed { pause } => {
-                        if pause {
-                            self.last_insufficient = Some(now);
-                            wake = Some(now + timing::INSUFFICIENT_PAUSE);
-                        } else {
-                            // InvalidParameterValue: retried on the next decision.
-                            wake = Some(now + Ms(1));
-                        }
+                    Grow::Failed { pause: true } => {
+                        self.last_insufficient = Some(now);
+                        wake = Some(now + timing::INSUFFICIENT_PAUSE);
                     }
+                    // No pause: the next decision tries again.
+                    Grow::Failed { pause: false } => wake = Some(now + Ms(1)),
                 }
             }
         } else if policy::is_high(cfg, &lim, &stats) {
+            // `shouldSkipDataStorePoolDecrease`: `since <= 30 s`; as with the
+            // pause, the grid point 30 s later is past it (first eligible
+            // decision 30-35 s after the last decrease, by the anchor).
             let gate_end = self
                 .last_decrease
-                .map(|t| t + timing::DECREASE_INTERVAL + Ms(1))
+                .map(|t| t + timing::DECREASE_INTERVAL)
                 .filter(|&end| end > now);
             if let Some(end) = gate_end {
                 wake = Some(end);
@@ -458,7 +640,10 @@ impl NodeIpam {
                     self.stats.cidrs -= e.cidrs.len() as u32;
                     self.stats.free_prefixes -= e.free_prefixes();
                     ec2.delete_eni(e.eni).expect("node ENI is live");
-                    events.push(IpamEvent::EniDeleted { serial: e.serial });
+                    events.push(IpamEvent::EniDeleted {
+                        subnet: e.subnet,
+                        serial: e.serial,
+                    });
                     work = Some(work.unwrap_or(Ms::ZERO));
                 }
                 Err(Some(t)) => wake = Some(wake.map_or(t, |w| w.min(t))),
@@ -467,10 +652,11 @@ impl NodeIpam {
         }
 
         self.anchor = now + work.unwrap_or(Ms::ZERO);
+        self.earliest = self.anchor + Ms(1);
         let next = match (work, wake) {
             (Some(_), _) => Some(self.anchor + timing::POOL_INTERVAL),
             (None, Some(w)) => Some(
-                w.max(now + Ms(1))
+                w.max(self.earliest)
                     .next_on_grid(self.anchor, timing::POOL_INTERVAL),
             ),
             (None, None) => None,
@@ -478,7 +664,27 @@ impl NodeIpam {
         next.and_then(|t| self.request(t))
     }
 
-    /// `increaseDatastorePool`: fill an existing ENI, else attach a new one.
+    fn record_failure(
+        events: &mut Vec<IpamEvent>,
+        op: Ec2Op,
+        subnet: SubnetId,
+        error: Ec2Error,
+        requested: u32,
+        paused: bool,
+    ) {
+        events.push(IpamEvent::AllocFailed {
+            op,
+            subnet,
+            error,
+            requested,
+            paused,
+        });
+    }
+
+    /// `increaseDatastorePool`: `tryAssignCidrs` over the ENIs with free
+    /// slots, in map order, each with its 1-cidr retry; under subnet
+    /// discovery an Insufficient* error moves on to the next ENI and then to
+    /// a new ENI (`tryAllocateENI`) in the same decision.
     fn increase<R: Rng + ?Sized>(
         &mut self,
         now: Ms,
@@ -488,84 +694,150 @@ impl NodeIpam {
         events: &mut Vec<IpamEvent>,
     ) -> Grow {
         let lim = self.limits;
-        // tryAssignCidrs: ENIs with free slots, in the datastore's random order.
+        let op = if lim.pd {
+            Ec2Op::AssignPrefixes
+        } else {
+            Ec2Op::AssignPrivateIps
+        };
+        // GetAllocatableENIs ranges over the datastore's ENI map.
         self.scratch.clear();
         for (i, e) in self.enis.iter().enumerate() {
-            if self.pod_eni(e) && (e.cidrs.len() as u32) < lim.slots_per_eni {
+            if !e.excluded && (e.cidrs.len() as u32) < lim.slots_per_eni {
                 self.scratch.push(i as u32);
             }
         }
         if !self.scratch.is_empty() {
-            let ei = self.scratch[rng.gen_range(0..self.scratch.len())] as usize;
+            let ring = policy::map_ring(self.enis.iter().map(|e| e.slot).max().unwrap_or(0));
+            let start = rng.gen_range(0..ring);
+            let enis = &self.enis;
+            self.scratch.sort_unstable_by_key(|&i| {
+                policy::map_order_key(enis[i as usize].slot, start, ring)
+            });
+        }
+        let mut any_failed = false;
+        for k in 0..self.scratch.len() {
+            let ei = self.scratch[k] as usize;
             let free_slots = lim.slots_per_eni - self.enis[ei].cidrs.len() as u32;
             let n = policy::request_size(cfg, &lim, &self.stats, free_slots);
             if n == 0 {
+                // IP targets met (`tryAssignIPs` returns early); nothing to
+                // allocate on a new ENI either.
                 return Grow::Nothing;
             }
-            let eni = self.enis[ei].eni;
-            let mut res = self.ec2_assign(ec2, eni, n, rng);
+            let (eni, subnet) = (self.enis[ei].eni, self.enis[ei].subnet);
             let mut got = n;
-            if res.is_err() && n > 1 {
-                // "Try to just get one more prefix" (and likewise one address).
+            let mut res = self.ec2_assign(ec2, eni, n, rng);
+            if let Err(error) = res {
+                // "Try to just get one more" (unconditionally, even after a
+                // request for one).
+                Self::record_failure(events, op, subnet, error, n, false);
                 res = self.ec2_assign(ec2, eni, 1, rng);
                 got = 1;
             }
-            return match res {
+            match res {
                 Ok(()) => {
                     self.adopt_new_cidrs(ei, ec2, now + ec2.config.assign_latency);
-                    events.push(IpamEvent::CidrsAssigned { eni, cidrs: got });
-                    Grow::Done(ec2.config.assign_latency)
+                    events.push(IpamEvent::CidrsAssigned {
+                        eni,
+                        subnet,
+                        cidrs: got,
+                    });
+                    return Grow::Done(ec2.config.assign_latency);
                 }
-                Err(error) => failed(events, error, got, false),
-            };
+                Err(error) if self.spec.subnet_discovery && insufficient(error) => {
+                    Self::record_failure(events, op, subnet, error, 1, false);
+                    any_failed = true;
+                }
+                Err(error) => {
+                    let pause = insufficient(error);
+                    Self::record_failure(events, op, subnet, error, 1, pause);
+                    return Grow::Failed { pause };
+                }
+            }
         }
-        // tryAllocateENI
+        let none = if any_failed {
+            Grow::Failed { pause: false }
+        } else {
+            Grow::Nothing
+        };
+        // tryAllocateENI, if `hasRoomForEni`.
         if self.enis.len() as u32 >= self.spec.max_enis {
-            return Grow::Nothing;
+            return none;
         }
         let n = policy::request_size(cfg, &lim, &self.stats, lim.slots_per_eni);
         if n == 0 {
-            return Grow::Nothing;
+            return none;
+        }
+        self.scratch2.clear();
+        match &self.spec.eni_subnets {
+            EniSubnets::Fixed(s) => self.scratch2.push(s.0),
+            EniSubnets::Discover(list) => {
+                self.scratch2.extend(list.iter().map(|s| s.0));
+                // Most free single addresses first; stable for ties.
+                self.scratch2
+                    .sort_by_key(|&s| std::cmp::Reverse(ec2.free_ips(SubnetId(s))));
+            }
+            // createENI refuses before any EC2 call; not an Insufficient*
+            // error, so no pause.
+            EniSubnets::NoneValid => return none,
         }
         let owner = EniOwner {
             kind: OwnerKind::EksPod,
             instance: Some(self.spec.node),
             device_index: self.enis.len() as u32,
         };
-        let created = if lim.pd {
-            ec2.create_eni(self.spec.pod_subnet, owner, n, rng)
-        } else {
-            ec2.create_eni(self.spec.pod_subnet, owner, 0, rng)
-                .and_then(|id| match ec2.assign_private_ips(id, n, rng) {
-                    Ok(()) => Ok(id),
-                    Err(e) => {
-                        ec2.delete_eni(id).expect("just created");
-                        Err(e)
+        let tries = self.scratch2.len();
+        for k in 0..tries {
+            let subnet = SubnetId(self.scratch2[k]);
+            let created = if lim.pd {
+                ec2.create_eni(subnet, owner.clone(), n, rng)
+            } else {
+                ec2.create_eni(subnet, owner.clone(), 0, rng)
+                    .and_then(|id| match ec2.assign_private_ips(id, n, rng) {
+                        Ok(()) => Ok(id),
+                        Err(e) => {
+                            ec2.delete_eni(id).expect("just created");
+                            Err(e)
+                        }
+                    })
+            };
+            match created {
+                Ok(id) => {
+                    let serial = ec2.eni(id).serial;
+                    let slot = lowest_free_slot(self.enis.iter().map(|e| e.slot));
+                    let ready = now + ec2.config.eni_latency;
+                    self.enis.push(NodeEni {
+                        eni: id,
+                        subnet,
+                        serial,
+                        primary: false,
+                        excluded: false,
+                        slot,
+                        added: ready,
+                        cidrs: Vec::new(),
+                        assigned: 0,
+                    });
+                    let ei = self.enis.len() - 1;
+                    self.adopt_new_cidrs(ei, ec2, ready);
+                    events.push(IpamEvent::EniCreated {
+                        eni: id,
+                        subnet,
+                        serial,
+                        cidrs: n,
+                    });
+                    return Grow::Done(ec2.config.eni_latency);
+                }
+                Err(error) => {
+                    // The error of the last subnet tried decides the pause.
+                    let pause = k + 1 == tries && insufficient(error);
+                    Self::record_failure(events, Ec2Op::CreateEni, subnet, error, n, pause);
+                    if k + 1 == tries {
+                        return Grow::Failed { pause };
                     }
-                })
-        };
-        match created {
-            Ok(id) => {
-                let serial = ec2.eni(id).serial;
-                self.enis.push(NodeEni {
-                    eni: id,
-                    serial,
-                    primary: false,
-                    created: now,
-                    cidrs: Vec::new(),
-                    assigned: 0,
-                });
-                let ei = self.enis.len() - 1;
-                self.adopt_new_cidrs(ei, ec2, now + ec2.config.eni_latency);
-                events.push(IpamEvent::EniCreated {
-                    eni: id,
-                    serial,
-                    cidrs: n,
-                });
-                Grow::Done(ec2.config.eni_latency)
+                }
             }
-            Err(error) => failed(events, error, n, true),
         }
+        none
     }
 
     fn ec2_assign<R: Rng + ?Sized>(
@@ -591,7 +863,17 @@ impl NodeIpam {
         let have = self.enis[ei].cidrs.len();
         for &x in &list[have..] {
             let base = if pd { x * IPS_PER_PREFIX } else { x };
-            self.enis[ei].cidrs.push(Cidr::new(base, pd, ready_at));
+            let eni = &mut self.enis[ei];
+            let slot = lowest_free_slot(eni.cidrs.iter().map(|c| c.slot));
+            eni.cidrs.push(Cidr {
+                base,
+                prefix: pd,
+                slot,
+                assigned: 0,
+                cool_until: [Ms::ZERO; 16],
+                cool_max: Ms::ZERO,
+                ready_at,
+            });
             self.stats.cidrs += 1;
             if pd {
                 self.stats.total += IPS_PER_PREFIX;
@@ -602,9 +884,11 @@ impl NodeIpam {
         }
     }
 
-    /// `tryUnassignCidrsFromAll`: release up to `over` unused cidrs, ENIs
-    /// and cidrs in random order (the datastore iterates Go maps). Prefixes
-    /// go whatever their cool-down; single addresses only once cooled.
+    /// `tryUnassignCidrsFromAll`: release up to `over` cidrs with no pod
+    /// address assigned, ENIs and cidrs in random order.
+    /// `FindFreeableCidrs` does not look at cool-down: a prefix, or a
+    /// secondary address, with no pod is freeable while an address in it
+    /// cools.
     fn decrease<R: Rng + ?Sized>(
         &mut self,
         now: Ms,
@@ -625,9 +909,9 @@ impl NodeIpam {
             let ei = self.scratch[k] as usize;
             self.scratch2.clear();
             for (j, c) in self.enis[ei].cidrs.iter().enumerate() {
-                let freeable =
-                    c.assigned == 0 && c.ready_at <= now && (c.prefix || !c.has_cooling(now));
-                if freeable {
+                // In flight (the EC2 call has not returned): not yet in the
+                // datastore.
+                if c.assigned == 0 && c.ready_at <= now {
                     self.scratch2.push(j as u32);
                 }
             }
@@ -639,7 +923,7 @@ impl NodeIpam {
             // Remove highest indices first so swap_remove keeps the rest valid.
             let picked = &mut self.scratch2[..take];
             picked.sort_unstable_by(|a, b| b.cmp(a));
-            let eni = self.enis[ei].eni;
+            let (eni, subnet) = (self.enis[ei].eni, self.enis[ei].subnet);
             for &j in picked.iter() {
                 let c = self.enis[ei].cidrs.swap_remove(j as usize);
                 self.stats.cidrs -= 1;
@@ -655,6 +939,7 @@ impl NodeIpam {
             }
             events.push(IpamEvent::CidrsReleased {
                 eni,
+                subnet,
                 cidrs: take as u32,
             });
             over -= take as u32;
@@ -689,7 +974,7 @@ impl NodeIpam {
             if policy::eni_required(cfg, &self.limits, other_available, other_total, other_free) {
                 continue;
             }
-            let old_enough = e.created + timing::ENI_MIN_AGE;
+            let old_enough = e.added + timing::ENI_MIN_AGE;
             let cooled = e.cidrs.iter().map(|c| c.cool_max).max().unwrap_or(Ms::ZERO);
             let ready = e.cidrs.iter().map(|c| c.ready_at).max().unwrap_or(Ms::ZERO);
             let free_at = old_enough.max(cooled).max(ready);
@@ -702,13 +987,14 @@ impl NodeIpam {
     }
 
     /// The node is gone: every ENI (primary included) is deleted and its
-    /// addresses and prefixes return to the subnet.
-    pub fn teardown(self, ec2: &mut Ec2) -> Vec<u64> {
+    /// addresses and prefixes return to the subnet. Returns the deleted
+    /// ENIs' subnets and serials.
+    pub fn teardown(self, ec2: &mut Ec2) -> Vec<(SubnetId, u64)> {
         self.enis
             .into_iter()
             .map(|e| {
                 ec2.delete_eni(e.eni).expect("node ENI is live");
-                e.serial
+                (e.subnet, e.serial)
             })
             .collect()
     }
@@ -723,31 +1009,4 @@ impl NodeIpam {
     pub fn unused_ips(&self) -> u32 {
         self.stats.available()
     }
-}
-
-enum Grow {
-    Done(Ms),
-    Nothing,
-    Failed { pause: bool },
-}
-
-/// Records a failed EC2 allocation; growth pauses after the errors that
-/// `containsInsufficientCIDRsOrSubnetIPs` matches.
-fn failed(events: &mut Vec<IpamEvent>, error: Ec2Error, requested: u32, new_eni: bool) -> Grow {
-    let pause = pauses(error);
-    events.push(IpamEvent::AllocFailed {
-        error,
-        requested,
-        new_eni,
-        paused: pause,
-    });
-    Grow::Failed { pause }
-}
-
-/// `containsInsufficientCIDRsOrSubnetIPs`: these two errors pause growth.
-fn pauses(e: Ec2Error) -> bool {
-    matches!(
-        e,
-        Ec2Error::InsufficientCidrBlocks | Ec2Error::InsufficientFreeAddressesInSubnet
-    )
 }

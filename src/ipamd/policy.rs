@@ -171,7 +171,8 @@ pub fn should_remove_extra_enis(
 
 /// The datastore's "is this ENI needed for the targets" checks
 /// (`isRequiredForWarmIPTarget`, `isRequiredForMinimumIPTarget`,
-/// `isRequiredForWarmPrefixTarget`), given what the *other* ENIs hold.
+/// `isRequiredForWarmPrefixTarget`), given what the *other* ENIs hold. In
+/// PD both IP targets are rounded up to whole prefixes.
 pub fn eni_required(
     cfg: &CniConfig,
     lim: &NodeLimits,
@@ -179,9 +180,15 @@ pub fn eni_required(
     other_total: u32,
     other_free_prefixes: u32,
 ) -> bool {
-    let warm = cfg.warm_ip();
-    if warm != 0 && other_available < warm {
-        return true;
+    let mut warm = cfg.warm_ip();
+    if warm != 0 {
+        // In PD the target is rounded up to whole prefixes for this test.
+        if lim.pd {
+            warm = warm.div_ceil(IPS_PER_PREFIX) * IPS_PER_PREFIX;
+        }
+        if other_available < warm {
+            return true;
+        }
     }
     let mut min = cfg.min_ip();
     if min != 0 {
@@ -193,6 +200,69 @@ pub fn eni_required(
         }
     }
     lim.pd && cfg.warm_prefix_target != 0 && other_free_prefixes < cfg.warm_prefix_target
+}
+
+/// The `kubernetes.io/role/cni` tag (`subnetDiscoveryTagKey`).
+pub const CNI_ROLE_TAG: &str = "kubernetes.io/role/cni";
+/// Prefix of the cluster tags (`clusterTagKeyPrefix`).
+pub const CLUSTER_TAG_PREFIX: &str = "kubernetes.io/cluster/";
+
+/// `isSubnetValidForENICreation` (pkg/awsutils/awsutils.go): may ipamd
+/// create an ENI in this subnet? `role/cni=0` always excludes; untagged, only
+/// the node's own subnet is used; tagged with any other value, the subnet is
+/// used unless cluster tags name other clusters only
+/// (`ValidSubnetTagsMatchingClusterName`, only with `CLUSTER_NAME` set).
+pub fn subnet_valid_for_eni<'a>(
+    tags: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    is_node_subnet: bool,
+    cluster_name: Option<&str>,
+) -> bool {
+    let role = tags
+        .clone()
+        .find(|(k, _)| *k == CNI_ROLE_TAG)
+        .map(|(_, v)| v);
+    match role {
+        Some("0") => false,
+        // getTagValue returns "" for a missing tag and for an empty value.
+        None | Some("") => is_node_subnet,
+        Some(_) => match cluster_name {
+            None | Some("") => true,
+            Some(name) => {
+                let mut has_cluster_tags = false;
+                for (k, _) in tags {
+                    if let Some(rest) = k.strip_prefix(CLUSTER_TAG_PREFIX) {
+                        has_cluster_tags = true;
+                        if rest == name {
+                            return true;
+                        }
+                    }
+                }
+                !has_cluster_tags
+            }
+        },
+    }
+}
+
+/// `IsSubnetExcluded`: a subnet tagged `role/cni=0`. Under subnet discovery
+/// an ENI there is excluded from pod addresses (`excludedENIBasedOnSubnetTags`).
+pub fn subnet_excluded<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+    tags.any(|(k, v)| k == CNI_ROLE_TAG && v == "0")
+}
+
+/// Go's map iteration (Go 1.24+ swiss tables): a map of up to 8 entries is
+/// one group of 8 slots; an insert takes the lowest empty slot, a delete
+/// empties its slot; a `range` starts at a uniformly random slot and wraps.
+/// So the entry in slot 0 comes first unless the start falls on another
+/// occupied slot: with two entries, 7 times in 8. For larger maps the model
+/// widens the ring to the highest slot (close to a uniform start). Returns
+/// the ring size to draw the start from.
+pub fn map_ring(max_slot: u32) -> u32 {
+    (max_slot + 1).max(8)
+}
+
+/// An entry's position in an iteration that starts at slot `start`.
+pub fn map_order_key(slot: u32, start: u32, ring: u32) -> u32 {
+    (slot + ring - start) % ring
 }
 
 #[cfg(test)]
@@ -346,5 +416,68 @@ mod tests {
             "min 20 rounds to 32 > 16"
         );
         assert!(!eni_required(&c, &M5L_PD, 16, 32, 1));
+    }
+    #[test]
+    fn warm_ip_target_rounds_up_to_prefixes_for_eni_removal() {
+        // WARM_IP_TARGET=5 in PD: the other ENIs must hold 16 available
+        // addresses (one prefix), not 5, for this ENI to be removable.
+        // (W=0 here: `getDeletableENI` also applies WARM_PREFIX_TARGET.)
+        let c = pd_cfg(0, Some(5), None);
+        assert!(eni_required(&c, &M5L_PD, 10, 32, 0), "10 < 16");
+        assert!(!eni_required(&c, &M5L_PD, 16, 32, 0));
+        // Secondary-IP mode: no rounding.
+        let c = CniConfig {
+            prefix_delegation: false,
+            warm_ip_target: Some(5),
+            ..CniConfig::default()
+        };
+        assert!(!eni_required(&c, &M5L_SEC, 5, 9, 0));
+    }
+
+    #[test]
+    fn subnet_tags_decide_where_new_enis_go() {
+        let t = |v: &[(&'static str, &'static str)]| v.to_vec();
+        let ok = |tags: Vec<(&'static str, &'static str)>, own: bool, cluster: Option<&str>| {
+            subnet_valid_for_eni(tags.iter().copied(), own, cluster)
+        };
+        // The node's own subnet: used unless tagged 0.
+        assert!(ok(t(&[]), true, None));
+        assert!(!ok(t(&[(CNI_ROLE_TAG, "0")]), true, None));
+        assert!(ok(t(&[(CNI_ROLE_TAG, "1")]), true, None));
+        // Another subnet: only when tagged, with any value but 0.
+        assert!(!ok(t(&[]), false, None));
+        assert!(!ok(t(&[(CNI_ROLE_TAG, "")]), false, None));
+        assert!(ok(t(&[(CNI_ROLE_TAG, "1")]), false, None));
+        assert!(ok(t(&[(CNI_ROLE_TAG, "shared")]), false, None));
+        assert!(!ok(t(&[(CNI_ROLE_TAG, "0")]), false, None));
+        // Cluster tags, with CLUSTER_NAME set.
+        let mine = t(&[
+            (CNI_ROLE_TAG, "1"),
+            ("kubernetes.io/cluster/prod", "shared"),
+        ]);
+        assert!(ok(mine.clone(), false, Some("prod")));
+        assert!(!ok(mine.clone(), false, Some("dev")));
+        assert!(ok(mine, false, None), "no CLUSTER_NAME: not checked");
+        assert!(subnet_excluded(t(&[(CNI_ROLE_TAG, "0")]).into_iter()));
+        assert!(!subnet_excluded(t(&[(CNI_ROLE_TAG, "1")]).into_iter()));
+    }
+
+    #[test]
+    fn go_small_map_order_favours_the_oldest_entry() {
+        // Two entries in slots 0 and 1: slot 0 first for 7 of the 8 starts.
+        let ring = map_ring(1);
+        assert_eq!(ring, 8);
+        let first_is_0 = (0..ring)
+            .filter(|&start| map_order_key(0, start, ring) < map_order_key(1, start, ring))
+            .count();
+        assert_eq!(first_is_0, 7);
+        // Three entries: slot 0 first for 6 of 8, slots 1 and 2 once each.
+        let firsts: Vec<u32> = (0..8)
+            .map(|start| (0..3).min_by_key(|&s| map_order_key(s, start, 8)).unwrap())
+            .collect();
+        assert_eq!(firsts.iter().filter(|&&s| s == 0).count(), 6);
+        assert_eq!(firsts.iter().filter(|&&s| s == 1).count(), 1);
+        // Past 8 entries the ring widens: every slot is a start once.
+        assert_eq!(map_ring(11), 12);
     }
 }

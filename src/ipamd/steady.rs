@@ -9,9 +9,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::config::CniConfig;
-use super::node::{IpamEvent, IpamSpec, NodeIpam, PodAddr};
+use super::node::{InitOutcome, IpamEvent, IpamSpec, NodeIpam, PodAddr};
 use crate::addr::ec2::{EniOwner, OwnerKind};
-use crate::addr::{Ec2, Ec2Config, Subnet};
+use crate::addr::{Ec2, Ec2Config, Subnet, SubnetId};
 use crate::catalog::InstanceType;
 use crate::time::Ms;
 
@@ -62,6 +62,8 @@ pub struct NodeHarness {
     pub now: Ms,
     /// The decision ipamd asked for, if any.
     pub next: Option<Ms>,
+    /// How ipamd's init went (Ready time, or a failed init).
+    pub init: InitOutcome,
     /// Everything ipamd did, with its time.
     pub log: Vec<(Ms, IpamEvent)>,
     pub notes: Vec<String>,
@@ -88,7 +90,6 @@ impl NodeHarness {
         cidr: Ipv4Net,
         ec2_cfg: Ec2Config,
     ) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut ec2 = Ec2::new(ec2_cfg);
         let node_subnet = ec2.add_subnet(Subnet::new(cidr, vec![]).expect("valid subnet"));
         let pod_subnet = if cfg.custom_networking {
@@ -98,7 +99,25 @@ impl NodeHarness {
         } else {
             node_subnet
         };
+        Self::with_ec2(t, cfg, max_pods, seed, ec2, node_subnet, pod_subnet, |s| s)
+    }
+
+    /// A node in `node_subnet` of a prepared `ec2`, its spec adjusted by
+    /// `adjust` (e.g. the subnets subnet discovery may use).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_ec2(
+        t: &InstanceType,
+        cfg: &CniConfig,
+        max_pods: u32,
+        seed: u64,
+        mut ec2: Ec2,
+        node_subnet: SubnetId,
+        pod_subnet: SubnetId,
+        adjust: impl FnOnce(IpamSpec) -> IpamSpec,
+    ) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let (spec, note) = IpamSpec::for_type(0, t, cfg, max_pods, node_subnet, pod_subnet);
+        let spec = adjust(spec);
         let mut notes: Vec<String> = note.into_iter().collect();
         notes.extend(cfg.warnings(spec.pd));
         let primary = ec2
@@ -112,19 +131,30 @@ impl NodeHarness {
                 0,
                 &mut rng,
             )
-            .expect("an empty /16 has room");
-        let (ipam, first) = NodeIpam::start(spec, primary, &ec2, Ms::ZERO);
+            .expect("the node's subnet has room for its primary address");
+        let mut scratch = Vec::new();
+        let (ipam, init) = NodeIpam::start(
+            spec,
+            primary,
+            Ms::ZERO,
+            cfg,
+            &mut ec2,
+            &mut rng,
+            &mut scratch,
+        );
+        let log = scratch.drain(..).map(|e| (Ms::ZERO, e)).collect();
         NodeHarness {
             ec2,
             ipam,
             cfg: cfg.clone(),
             now: Ms::ZERO,
-            next: Some(first),
-            log: Vec::new(),
+            next: init.next,
+            init,
+            log,
             notes,
             rng,
             decisions: 0,
-            scratch: Vec::new(),
+            scratch,
         }
     }
 

@@ -8,7 +8,6 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use super::OutputError;
-use crate::addr::ec2::Ec2Error;
 use crate::addr::BlockClass;
 use crate::sim::observe::{RunResult, Snapshot};
 use crate::time::Ms;
@@ -134,12 +133,23 @@ fn draw_panel(
         (1u64 << (32 - net.prefix_len())) - 5
     };
     let total_blocks = (total_ips + 5) / 16;
-    let fails: Vec<f64> = r
-        .failures
-        .iter()
-        .filter(|f| f.subnet as usize == si && f.error == Ec2Error::InsufficientCidrBlocks)
-        .map(|f| f.time.as_millis() as f64 / unit)
+    // InsufficientCidrBlocks per sample interval, from the cumulative
+    // counts of the time series: (interval start, interval end, count).
+    let fails: Vec<(f64, f64, u64)> = rows
+        .windows(2)
+        .filter_map(|w| {
+            let n = w[1].insufficient_cidr_blocks - w[0].insufficient_cidr_blocks;
+            (n > 0).then(|| {
+                (
+                    w[0].time.as_millis() as f64 / unit,
+                    w[1].time.as_millis() as f64 / unit,
+                    n,
+                )
+            })
+        })
         .collect();
+    let fail_total: u64 = rows.last().map_or(0, |s| s.insufficient_cidr_blocks);
+    let fail_peak = fails.iter().map(|f| f.2).max().unwrap_or(0);
     let ymax_ips = (rows.iter().map(|s| s.free_ips as u64).max().unwrap_or(0))
         .max(total_ips / 2)
         .max(1) as f64
@@ -147,10 +157,7 @@ fn draw_panel(
     let ymax_blocks = (total_blocks.saturating_sub(2)).max(1) as f64 * 1.05;
     let caption = format!(
         "{} {} ({})  —  {} InsufficientCidrBlocks",
-        info.name,
-        info.cidr,
-        info.zone,
-        fails.len()
+        info.name, info.cidr, info.zone, fail_total
     );
     let mut chart = ChartBuilder::on(&area.margin(6, 10, 10, 10))
         .caption(caption, ("sans-serif", 20))
@@ -179,6 +186,21 @@ fn draw_panel(
         .axis_desc_style(("sans-serif", 16))
         .draw()
         .map_err(|x| x.to_string())?;
+    // Drawn first, under the lines. Failures as a strip of bars along the bottom, one per sample interval,
+    // height by count (up to 5% of the block axis at the interval with the
+    // most), so failures every 5 s on many nodes stay readable.
+    let strip = ymax_blocks * 0.05;
+    let bars = fails.iter().map(|&(a, b, n)| {
+        let h = strip * (n as f64 / fail_peak.max(1) as f64).max(0.15);
+        Rectangle::new([(a, 0.0), (b, h)], FAIL.mix(0.55).filled())
+    });
+    chart
+        .draw_secondary_series(bars)
+        .map_err(|x| x.to_string())?
+        .label(format!(
+            "InsufficientCidrBlocks per interval (bars, max {fail_peak})"
+        ))
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 24, y + 5)], FAIL.filled()));
     let pts_ips: Vec<(f64, f64)> = rows
         .iter()
         .map(|s| (s.time.as_millis() as f64 / unit, s.free_ips as f64))
@@ -211,14 +233,6 @@ fn draw_panel(
         .map_err(|x| x.to_string())?
         .label("pods waiting for an address (left)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], WAIT.stroke_width(2)));
-    let marks = fails
-        .iter()
-        .map(|&t| TriangleMarker::new((t, ymax_blocks * 0.02), 7, FAIL.filled()));
-    chart
-        .draw_secondary_series(marks)
-        .map_err(|x| x.to_string())?
-        .label("InsufficientCidrBlocks")
-        .legend(|(x, y)| TriangleMarker::new((x + 12, y), 7, FAIL.filled()));
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)

@@ -49,7 +49,7 @@ fn csv_bytes<T: Serialize>(rows: impl IntoIterator<Item = T>, header_if_empty: &
 }
 
 /// The `timeseries.csv` columns, in order.
-pub const TIMESERIES_COLUMNS: [&str; 18] = [
+pub const TIMESERIES_COLUMNS: [&str; 19] = [
     "time_s",
     "subnet",
     "cidr",
@@ -62,12 +62,25 @@ pub const TIMESERIES_COLUMNS: [&str; 18] = [
     "fragmentation_score",
     "nodes",
     "nodes_ready",
+    "nodes_ready_empty_pool",
     "pods_running",
     "pods_waiting_ip",
     "pods_pending",
     "insufficient_cidr_blocks",
     "insufficient_free_addresses",
     "invalid_parameter_value",
+];
+
+/// The `events.csv` columns, in order.
+pub const EVENTS_COLUMNS: [&str; 8] = [
+    "time_s",
+    "kind",
+    "subnet",
+    "node",
+    "operation",
+    "count",
+    "until_s",
+    "detail",
 ];
 
 #[derive(Serialize)]
@@ -106,11 +119,21 @@ pub fn render(r: &RunResult) -> Result<Rendered, OutputError> {
     let events = r.events.iter().map(|e| {
         let subnet = e.subnet.map_or("", |s| r.subnets[s as usize].name.as_str());
         let node = e.node.map(node_name).unwrap_or_default();
-        (secs_text(e.time), e.kind, subnet, node, &e.detail)
+        let op = e.op.map_or("", |o| o.name());
+        let until = e.until.map(secs_text).unwrap_or_default();
+        (
+            secs_text(e.time),
+            e.kind,
+            subnet,
+            node,
+            op,
+            e.count,
+            until,
+            &e.detail,
+        )
     });
     let mut ev = csv::Writer::from_writer(Vec::new());
-    ev.write_record(["time_s", "kind", "subnet", "node", "detail"])
-        .expect("CSV into memory");
+    ev.write_record(EVENTS_COLUMNS).expect("CSV into memory");
     for row in events {
         ev.serialize(row).expect("CSV into memory");
     }

@@ -91,6 +91,12 @@ pub struct RawSubnet {
     /// Other users of single addresses in this subnet.
     #[serde(default)]
     pub consumers: Vec<RawConsumer>,
+    /// The subnet's AWS tags, key to value. `kubernetes.io/role/cni` decides
+    /// where subnet discovery may put new ENIs: `"0"` excludes the subnet
+    /// (even the node's own); any other value lets nodes of the same zone in
+    /// other subnets use it.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -504,6 +510,7 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
             zone: s.zone.clone(),
             reservations,
             consumers,
+            tags: s.tags.clone(),
         });
     }
     let subnet_names: Vec<String> = raw.subnets.iter().map(|s| s.name.clone()).collect();

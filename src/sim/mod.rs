@@ -14,14 +14,14 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::addr::ec2::{EniOwner, OwnerKind};
-use crate::addr::{Ec2, EniId, Subnet, SubnetId};
+use crate::addr::{Ec2, Ec2Op, EniId, Subnet, SubnetId};
 use crate::cluster::scheduler::{self, Capacity};
 use crate::cluster::spec::{CapacityType, ClusterSpec};
 use crate::engine::{stream, EventQueue};
-use crate::ipamd::{IpamEvent, IpamSpec, NodeIpam, PodAddr};
+use crate::ipamd::{policy, EniSubnets, IpamEvent, IpamSpec, NodeIpam, PodAddr};
 use crate::scenario::Scenario;
 use crate::time::Ms;
-use observe::{EventRow, Observer, RunResult};
+use observe::{EventRow, FailedCall, Observer, RunResult};
 
 /// Everything that can happen. Handlers are in `Simulation::handle`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,8 +40,14 @@ pub enum Event {
     IpamdTick {
         node: u32,
     },
-    /// ipamd's first addresses are usable: the node becomes Ready.
+    /// ipamd's init completed: the node becomes Ready (with or without
+    /// addresses in its pool).
     NodeReady {
+        node: u32,
+    },
+    /// aws-node restarts after a failed init (kubelet's back-off) and runs
+    /// ipamd's init again.
+    AwsNodeRestart {
         node: u32,
     },
     /// The node reached its pool's `max_lifetime`: a replacement launches,
@@ -109,7 +115,10 @@ struct Node {
     primary: EniId,
     ipam: Option<NodeIpam>,
     cap: Capacity,
-    ready_scheduled: bool,
+    /// Counted in `nodes_ready_empty_pool`.
+    empty_counted: bool,
+    /// Failed ipamd inits so far (aws-node restarts).
+    init_failures: u32,
     /// Pods bound to this node.
     pods: Vec<u32>,
     /// The node this one replaces (drained once this one is Ready), or
@@ -145,6 +154,7 @@ struct Pod {
 pub struct SubnetGauges {
     pub nodes: u32,
     pub nodes_ready: u32,
+    pub nodes_ready_empty_pool: u32,
     pub pods_running: u32,
     pub pods_waiting_ip: u32,
     pub insufficient_cidr_blocks: u64,
@@ -178,7 +188,7 @@ pub struct Simulation {
     /// reused, so an entry whose generation no longer matches is stale.
     workload_pods: Vec<VecDeque<(u32, u32)>>,
     /// Consumer ENIs per subnet and group.
-    consumer_enis: Vec<Vec<Vec<EniId>>>,
+    consumer_enis: Vec<Vec<VecDeque<EniId>>>,
     pub gauges: Vec<SubnetGauges>,
     /// Per pool: expired nodes waiting for their replacement, and whether
     /// a replacement is under way.
@@ -186,6 +196,41 @@ pub struct Simulation {
     rotating: Vec<bool>,
     observer: Observer,
     ipam_events: Vec<IpamEvent>,
+    /// Per node subnet: where its nodes' ipamd may create ENIs, and whether
+    /// the primary ENI is excluded from pod addresses (from zones and tags).
+    eni_subnets: Vec<(EniSubnets, bool)>,
+}
+
+/// Where ipamd on a node in subnet `si` may create ENIs
+/// (`createENI`, `isSubnetValidForENICreation`), and whether its primary ENI
+/// is excluded from pod addresses (`excludedENIBasedOnSubnetTags`). Custom
+/// networking is handled per pool (the ENIConfig subnet).
+fn eni_subnets_for(spec: &ClusterSpec, si: usize) -> (EniSubnets, bool) {
+    let cni = &spec.cni;
+    let own = &spec.subnets[si];
+    let cluster = cni.cluster_name.as_deref();
+    if !cni.subnet_discovery {
+        return if policy::subnet_excluded(own.tag_pairs()) {
+            (EniSubnets::NoneValid, false)
+        } else {
+            (EniSubnets::Fixed(SubnetId(si as u32)), false)
+        };
+    }
+    let list: Vec<SubnetId> = spec
+        .subnets
+        .iter()
+        .enumerate()
+        .filter(|(j, s)| {
+            s.zone == own.zone && policy::subnet_valid_for_eni(s.tag_pairs(), *j == si, cluster)
+        })
+        .map(|(j, _)| SubnetId(j as u32))
+        .collect();
+    let excluded = policy::subnet_excluded(own.tag_pairs());
+    if list.is_empty() {
+        (EniSubnets::NoneValid, excluded)
+    } else {
+        (EniSubnets::Discover(list), excluded)
+    }
 }
 
 impl Simulation {
@@ -221,6 +266,7 @@ impl Simulation {
             rotation: vec![VecDeque::new(); spec.pools.len()],
             rotating: vec![false; spec.pools.len()],
             ipam_events: Vec::new(),
+            eni_subnets: (0..n_sub).map(|i| eni_subnets_for(&spec, i)).collect(),
             spec,
         };
         sim.observer
@@ -233,7 +279,7 @@ impl Simulation {
         // Consumers take their addresses before any node launches.
         for si in 0..self.spec.subnets.len() {
             for gi in 0..self.spec.subnets[si].consumers.len() {
-                self.consumer_enis[si].push(Vec::new());
+                self.consumer_enis[si].push(VecDeque::new());
                 let c = self.spec.subnets[si].consumers[gi].clone();
                 for _ in 0..c.count {
                     self.create_consumer(si as u32, gi as u32);
@@ -273,13 +319,9 @@ impl Simulation {
     }
 
     fn log(&mut self, kind: &'static str, subnet: Option<u32>, node: Option<u32>, detail: String) {
-        self.observer.events.push(EventRow {
-            time: self.queue.now(),
-            kind,
-            subnet,
-            node,
-            detail,
-        });
+        self.observer
+            .events
+            .push(EventRow::one(self.queue.now(), kind, subnet, node, detail));
     }
 
     fn create_consumer(&mut self, si: u32, gi: u32) {
@@ -293,29 +335,42 @@ impl Simulation {
             .ec2
             .create_eni(SubnetId(si), owner, 0, &mut self.rng.ec2)
         {
-            Ok(e) => self.consumer_enis[si as usize][gi as usize].push(e),
-            Err(err) => {
-                self.count_failure(si, err);
-                self.log(
-                    err.code(),
-                    Some(si),
-                    None,
-                    format!("{} ENI not created", kind.name()),
+            Ok(e) => {
+                self.consumer_enis[si as usize][gi as usize].push_back(e);
+                self.observer
+                    .end_runs(None, Some(si), Some(Ec2Op::CreateEni));
+                let info = self.ec2.eni(e);
+                let detail = format!(
+                    "{} {} at {}",
+                    kind.name(),
+                    eni_name(info.serial),
+                    self.ec2.addr(SubnetId(si), info.primary)
                 );
+                self.log("consumer_created", Some(si), None, detail);
             }
+            Err(error) => self.fail(FailedCall {
+                node: None,
+                op: Ec2Op::CreateEni,
+                subnet: si,
+                error,
+                requested: 1,
+                paused: false,
+                unit: "address",
+            }),
         }
     }
 
-    fn count_failure(&mut self, si: u32, err: crate::addr::Ec2Error) {
+    /// One failed EC2 call: counted per subnet and kind, and logged.
+    fn fail(&mut self, f: FailedCall) {
         use crate::addr::Ec2Error::*;
-        let g = &mut self.gauges[si as usize];
-        match err {
+        let g = &mut self.gauges[f.subnet as usize];
+        match f.error {
             InsufficientCidrBlocks => g.insufficient_cidr_blocks += 1,
             InsufficientFreeAddressesInSubnet => g.insufficient_free_addresses += 1,
             InvalidParameterValue => g.invalid_parameter_value += 1,
         }
         let now = self.queue.now();
-        self.observer.failure(now, si, err);
+        self.observer.failure(now, f);
     }
 
     /// Runs to the scenario's duration. `progress` is called now and then
@@ -346,6 +401,7 @@ impl Simulation {
             Event::NodeRegistered { node } => self.node_registered(node),
             Event::IpamdTick { node } => self.ipamd_tick(at, node),
             Event::NodeReady { node } => self.node_ready(node),
+            Event::AwsNodeRestart { node } => self.aws_node_restart(node),
             Event::NodeExpire { node } => {
                 let pool = self.nodes[node as usize].as_ref().map(|n| n.pool);
                 if let Some(pool) = pool {
@@ -431,21 +487,25 @@ impl Simulation {
             .ec2
             .create_eni(SubnetId(si), owner, 0, &mut self.rng.ec2)
         {
-            Err(err) => {
-                self.count_failure(si, err);
+            Err(error) => {
+                self.fail(FailedCall {
+                    node: None,
+                    op: Ec2Op::RunInstances,
+                    subnet: si,
+                    error,
+                    requested: 1,
+                    paused: false,
+                    unit: "address",
+                });
                 let retry = self.spec.nodes.launch_retry;
-                self.log(
-                    err.code(),
-                    Some(si),
-                    None,
-                    format!("node launch failed in pool {}; retry in {retry}", p.name),
-                );
                 self.queue.schedule(
                     self.queue.now() + retry,
                     Event::NodeLaunch { pool, replaces },
                 );
             }
             Ok(primary) => {
+                self.observer
+                    .end_runs(None, Some(si), Some(Ec2Op::RunInstances));
                 let t = &p.instance;
                 let cap = Capacity {
                     cpu_alloc: t.allocatable_cpu_millis.unwrap_or(0),
@@ -462,7 +522,8 @@ impl Simulation {
                     primary,
                     ipam: None,
                     cap,
-                    ready_scheduled: false,
+                    empty_counted: false,
+                    init_failures: 0,
                     pods: Vec::new(),
                     replaces,
                 }));
@@ -507,7 +568,7 @@ impl Simulation {
             .iter()
             .position(|&s| s as u32 == node.subnet)
             .expect("node subnet in pool");
-        let (spec, _note) = IpamSpec::for_type(
+        let (mut spec, _note) = IpamSpec::for_type(
             id,
             &p.instance,
             &self.spec.cni,
@@ -515,12 +576,76 @@ impl Simulation {
             SubnetId(node.subnet),
             SubnetId(p.pod_subnets[k] as u32),
         );
-        let (ipam, first) = NodeIpam::start(spec, node.primary, &self.ec2, now);
-        node.ipam = Some(ipam);
+        if !self.spec.cni.custom_networking {
+            let (subnets, excluded) = &self.eni_subnets[node.subnet as usize];
+            spec.eni_subnets = subnets.clone();
+            spec.primary_excluded = *excluded;
+        }
         node.state = NodeState::NotReady;
         let si = node.subnet;
-        self.queue.schedule(first, Event::IpamdTick { node: id });
+        let primary = node.primary;
         self.log("node_registered", Some(si), Some(id), String::new());
+        self.ipam_events.clear();
+        let (ipam, init) = NodeIpam::start(
+            spec,
+            primary,
+            now,
+            &self.spec.cni,
+            &mut self.ec2,
+            &mut self.rng.ipamd,
+            &mut self.ipam_events,
+        );
+        self.nodes[id as usize].as_mut().expect("live").ipam = Some(ipam);
+        self.after_init(id, init);
+    }
+
+    /// Schedules what ipamd's init decided: Ready at the end of init, or an
+    /// aws-node restart after kubelet's back-off.
+    fn after_init(&mut self, id: u32, init: crate::ipamd::InitOutcome) {
+        self.flush_ipam_events(id);
+        if let Some(t) = init.next {
+            self.queue.schedule(t, Event::IpamdTick { node: id });
+        }
+        let node = self.nodes[id as usize].as_mut().expect("live");
+        let si = node.subnet;
+        if init.ok {
+            self.queue
+                .schedule(init.done_at, Event::NodeReady { node: id });
+        } else {
+            let k = &self.spec.kubelet;
+            let shift = node.init_failures.min(20);
+            let delay = Ms(k.retry_base.0.saturating_mul(1 << shift)).min(k.retry_max);
+            node.init_failures += 1;
+            self.queue
+                .schedule(self.queue.now() + delay, Event::AwsNodeRestart { node: id });
+            self.log(
+                "aws_node_init_failed",
+                Some(si),
+                Some(id),
+                format!(
+                    "no address for pods under custom networking; aws-node restarts in {delay}"
+                ),
+            );
+        }
+    }
+
+    fn aws_node_restart(&mut self, id: u32) {
+        let now = self.queue.now();
+        let Some(node) = self.nodes[id as usize].as_mut() else {
+            return;
+        };
+        let Some(ipam) = node.ipam.as_mut() else {
+            return;
+        };
+        self.ipam_events.clear();
+        let init = ipam.init(
+            now,
+            &self.spec.cni,
+            &mut self.ec2,
+            &mut self.rng.ipamd,
+            &mut self.ipam_events,
+        );
+        self.after_init(id, init);
     }
 
     fn ipamd_tick(&mut self, at: Ms, id: u32) {
@@ -544,76 +669,97 @@ impl Simulation {
         if let Some(t) = next {
             self.queue.schedule(t, Event::IpamdTick { node: id });
         }
-        let pod_si = ipam.spec().pod_subnet.0;
-        if node.state == NodeState::NotReady && !node.ready_scheduled {
-            if let Some(r) = ipam.ready_at() {
-                node.ready_scheduled = true;
-                self.queue.schedule(r, Event::NodeReady { node: id });
-            }
-        }
-        let events = std::mem::take(&mut self.ipam_events);
-        for e in &events {
-            self.log_ipam(id, pod_si, e);
-        }
-        self.ipam_events = events;
+        self.flush_ipam_events(id);
     }
 
-    fn log_ipam(&mut self, node: u32, si: u32, e: &IpamEvent) {
+    /// Logs what ipamd did and keeps the node's empty-pool gauge current.
+    fn flush_ipam_events(&mut self, id: u32) {
+        if !self.ipam_events.is_empty() {
+            let events = std::mem::take(&mut self.ipam_events);
+            for e in &events {
+                self.log_ipam(id, e);
+            }
+            self.ipam_events = events;
+        }
+        self.update_empty_gauge(id);
+    }
+
+    /// `nodes_ready_empty_pool`: a Ready node whose pool holds no address.
+    fn update_empty_gauge(&mut self, id: u32) {
+        let Some(node) = self.nodes[id as usize].as_mut() else {
+            return;
+        };
+        let empty =
+            node.state == NodeState::Ready && node.ipam.as_ref().is_some_and(NodeIpam::pool_empty);
+        if empty != node.empty_counted {
+            node.empty_counted = empty;
+            let g = &mut self.gauges[node.subnet as usize];
+            if empty {
+                g.nodes_ready_empty_pool += 1;
+            } else {
+                g.nodes_ready_empty_pool -= 1;
+            }
+        }
+    }
+
+    fn log_ipam(&mut self, node: u32, e: &IpamEvent) {
         let unit = if self.spec.cni.prefix_delegation {
             "prefix"
         } else {
             "address"
         };
         match *e {
-            IpamEvent::EniCreated { serial, cidrs, .. } => {
+            IpamEvent::EniCreated {
+                subnet,
+                serial,
+                cidrs,
+                ..
+            } => {
+                self.observer.end_runs(Some(node), None, None);
                 self.log(
                     "eni_created",
-                    Some(si),
+                    Some(subnet.0),
                     Some(node),
                     format!("{} with {cidrs} {unit}(es)", eni_name(serial)),
                 );
             }
-            IpamEvent::CidrsAssigned { eni, cidrs } => {
+            IpamEvent::CidrsAssigned { eni, subnet, cidrs } => {
+                self.observer.end_runs(Some(node), None, None);
                 let serial = self.ec2.eni(eni).serial;
                 self.log(
                     "cidrs_assigned",
-                    Some(si),
+                    Some(subnet.0),
                     Some(node),
                     format!("{cidrs} {unit}(es) on {}", eni_name(serial)),
                 );
             }
-            IpamEvent::CidrsReleased { eni, cidrs } => {
+            IpamEvent::CidrsReleased { eni, subnet, cidrs } => {
                 let serial = self.ec2.eni(eni).serial;
                 self.log(
                     "cidrs_released",
-                    Some(si),
+                    Some(subnet.0),
                     Some(node),
                     format!("{cidrs} {unit}(es) from {}", eni_name(serial)),
                 );
             }
-            IpamEvent::EniDeleted { serial } => {
-                self.log("eni_deleted", Some(si), Some(node), eni_name(serial));
+            IpamEvent::EniDeleted { subnet, serial } => {
+                self.log("eni_deleted", Some(subnet.0), Some(node), eni_name(serial));
             }
             IpamEvent::AllocFailed {
+                op,
+                subnet,
                 error,
                 requested,
-                new_eni,
                 paused,
-            } => {
-                self.count_failure(si, error);
-                let on = if new_eni {
-                    "a new ENI"
-                } else {
-                    "an existing ENI"
-                };
-                let pause = if paused { "; growth paused 120s" } else { "" };
-                self.log(
-                    error.code(),
-                    Some(si),
-                    Some(node),
-                    format!("{requested} {unit}(es) on {on}{pause}"),
-                );
-            }
+            } => self.fail(FailedCall {
+                node: Some(node),
+                op,
+                subnet: subnet.0,
+                error,
+                requested,
+                paused,
+                unit,
+            }),
         }
     }
 
@@ -630,7 +776,21 @@ impl Simulation {
         self.ready_all.insert(key);
         self.ready_pool[pool as usize].insert(key);
         self.gauges[si as usize].nodes_ready += 1;
-        self.log("node_ready", Some(si), Some(id), String::new());
+        let empty = self.nodes[id as usize]
+            .as_ref()
+            .and_then(|n| n.ipam.as_ref())
+            .is_some_and(NodeIpam::pool_empty);
+        self.log(
+            "node_ready",
+            Some(si),
+            Some(id),
+            if empty {
+                "pool empty: pods bound here wait for an address".to_string()
+            } else {
+                String::new()
+            },
+        );
+        self.update_empty_gauge(id);
         let old = std::mem::replace(
             &mut self.nodes[id as usize].as_mut().expect("live").replaces,
             NONE,
@@ -659,6 +819,8 @@ impl Simulation {
             self.gauges[node.subnet as usize].nodes_ready -= 1;
         }
         let evicted = std::mem::take(&mut node.pods);
+        self.update_empty_gauge(id);
+        self.observer.end_runs(Some(id), None, None);
         for &pid in &evicted {
             let w = self.pods[pid as usize].workload;
             self.delete_pod(pid);
@@ -815,11 +977,11 @@ impl Simulation {
                 let p = &mut self.pods[pid as usize];
                 p.state = PodState::Running;
                 p.addr = Some(addr);
-                let g = &mut self.gauges[si as usize];
                 if was_waiting {
-                    g.pods_waiting_ip -= 1;
+                    self.gauges[si as usize].pods_waiting_ip -= 1;
                 }
-                g.pods_running += 1;
+                // Counted in the subnet its address is in.
+                self.gauges[addr.subnet.0 as usize].pods_running += 1;
             }
             None => {
                 let k = &self.spec.kubelet;
@@ -862,7 +1024,7 @@ impl Simulation {
                     if let Some(t) = ipam.on_pod_change(now) {
                         self.queue.schedule(t, Event::IpamdTick { node: pod.node });
                     }
-                    self.gauges[si].pods_running -= 1;
+                    self.gauges[addr.subnet.0 as usize].pods_running -= 1;
                 } else if pod.state == PodState::WaitingIp {
                     self.gauges[si].pods_waiting_ip -= 1;
                 }
@@ -914,9 +1076,16 @@ impl Simulation {
 
     fn consumer_churn(&mut self, si: u32, gi: u32) {
         let list = &mut self.consumer_enis[si as usize][gi as usize];
-        if !list.is_empty() {
-            let old = list.remove(0);
+        if let Some(old) = list.pop_front() {
+            let info = self.ec2.eni(old);
+            let detail = format!(
+                "{} {} at {}",
+                info.owner.kind.name(),
+                eni_name(info.serial),
+                self.ec2.addr(SubnetId(si), info.primary)
+            );
             self.ec2.delete_eni(old).expect("consumer ENI is live");
+            self.log("consumer_deleted", Some(si), None, detail);
         }
         self.create_consumer(si, gi);
         let mean = self.spec.subnets[si as usize].consumers[gi as usize]

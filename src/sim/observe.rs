@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::addr::ec2::OwnerKind;
-use crate::addr::{BlockClass, Ec2, Ec2Error, SubnetId};
+use crate::addr::{BlockClass, Ec2, Ec2Error, Ec2Op, SubnetId};
 use crate::cluster::spec::ClusterSpec;
 use crate::inspect::{
     Attachment, DescribeNetworkInterfaces, Ipv4Prefix, NetworkInterface, PrivateIp,
@@ -29,6 +29,9 @@ pub struct SampleRow {
     pub fragmentation_score: Option<u32>,
     pub nodes: u32,
     pub nodes_ready: u32,
+    /// Ready nodes whose ipamd pool holds no pod address (their first
+    /// allocation failed; pods bound to them wait for an address).
+    pub nodes_ready_empty_pool: u32,
     pub pods_running: u32,
     pub pods_waiting_ip: u32,
     pub pods_pending: u32,
@@ -50,15 +53,66 @@ pub struct EventRow {
     pub subnet: Option<u32>,
     /// Node id.
     pub node: Option<u32>,
+    /// For a failure: the EC2 operation that failed.
+    pub op: Option<Ec2Op>,
+    /// How many times this happened (a failure run's length; 1 otherwise).
+    pub count: u64,
+    /// For a failure run: the time of its last failure.
+    pub until: Option<Ms>,
     pub detail: String,
 }
 
-/// An EC2 allocation failure.
+impl EventRow {
+    /// A single event at `time`.
+    pub fn one(
+        time: Ms,
+        kind: &'static str,
+        subnet: Option<u32>,
+        node: Option<u32>,
+        detail: String,
+    ) -> Self {
+        EventRow {
+            time,
+            kind,
+            subnet,
+            node,
+            op: None,
+            count: 1,
+            until: None,
+            detail,
+        }
+    }
+}
+
+/// One EC2 call that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Failure {
-    pub time: Ms,
+pub struct FailedCall {
+    /// The node whose ipamd or launch made the call (`None`: a consumer).
+    pub node: Option<u32>,
+    pub op: Ec2Op,
     pub subnet: u32,
     pub error: Ec2Error,
+    /// Prefixes or addresses asked for.
+    pub requested: u32,
+    /// Growth paused 120 s after it.
+    pub paused: bool,
+    /// `prefix` or `address`, for the row's detail.
+    pub unit: &'static str,
+}
+
+/// Key of a run of consecutive failures: node (`u32::MAX`: none),
+/// operation, subnet, error.
+type RunKey = (u32, Ec2Op, u32, Ec2Error);
+
+/// A run of consecutive identical failures, written as one row when it ends.
+#[derive(Clone, Debug)]
+struct FailureRun {
+    first: Ms,
+    last: Ms,
+    count: u64,
+    requested: u32,
+    paused: u64,
+    unit: &'static str,
 }
 
 /// A subnet's blocks at one moment.
@@ -107,6 +161,16 @@ pub struct FailureCounts {
     pub invalid_parameter_value: u64,
 }
 
+impl FailureCounts {
+    pub fn add(&mut self, e: Ec2Error) {
+        match e {
+            Ec2Error::InsufficientCidrBlocks => self.insufficient_cidr_blocks += 1,
+            Ec2Error::InsufficientFreeAddressesInSubnet => self.insufficient_free_addresses += 1,
+            Ec2Error::InvalidParameterValue => self.invalid_parameter_value += 1,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct SubnetFailures {
     pub subnet: String,
@@ -139,7 +203,6 @@ pub struct RunResult {
     pub subnets: Vec<SubnetInfo>,
     pub samples: Vec<SampleRow>,
     pub events: Vec<EventRow>,
-    pub failures: Vec<Failure>,
     pub worst: Vec<Snapshot>,
     pub end: Vec<Snapshot>,
     pub summary: Summary,
@@ -162,7 +225,11 @@ pub struct Observer {
     fallback: bool,
     pub events: Vec<EventRow>,
     samples: Vec<SampleRow>,
-    failures: Vec<Failure>,
+    open_runs: std::collections::BTreeMap<RunKey, FailureRun>,
+    closing: Vec<RunKey>,
+    totals: FailureCounts,
+    by_subnet: Vec<FailureCounts>,
+    first_icb: Option<(Ms, u32)>,
     worst: Vec<Snapshot>,
     peak_waiting: (u32, Ms),
     scenario: String,
@@ -196,7 +263,11 @@ impl Observer {
             fallback: spec.ec2.prefix_reservation_fallback,
             events: Vec::new(),
             samples: Vec::new(),
-            failures: Vec::new(),
+            open_runs: Default::default(),
+            closing: Vec::new(),
+            totals: FailureCounts::default(),
+            by_subnet: vec![FailureCounts::default(); spec.subnets.len()],
+            first_icb: None,
             worst: Vec::new(),
             peak_waiting: (0, Ms::ZERO),
             scenario: String::new(),
@@ -211,11 +282,83 @@ impl Observer {
         self.duration = duration;
     }
 
-    pub fn failure(&mut self, time: Ms, subnet: u32, error: Ec2Error) {
-        self.failures.push(Failure {
-            time,
-            subnet,
-            error,
+    /// One failed EC2 call: counted exactly, and added to its run of
+    /// consecutive failures (same node, operation, subnet and error), which
+    /// becomes one `events.csv` row when it ends.
+    pub fn failure(&mut self, time: Ms, f: FailedCall) {
+        for c in [&mut self.totals, &mut self.by_subnet[f.subnet as usize]] {
+            c.add(f.error);
+        }
+        if f.error == Ec2Error::InsufficientCidrBlocks && self.first_icb.is_none() {
+            self.first_icb = Some((time, f.subnet));
+        }
+        let key = (f.node.unwrap_or(u32::MAX), f.op, f.subnet, f.error);
+        let run = self.open_runs.entry(key).or_insert(FailureRun {
+            first: time,
+            last: time,
+            count: 0,
+            requested: f.requested,
+            paused: 0,
+            unit: f.unit,
+        });
+        run.last = time;
+        run.count += 1;
+        run.requested = f.requested;
+        run.paused += u64::from(f.paused);
+    }
+
+    /// Ends the runs of `node` (`None`: the consumers' and launches' runs),
+    /// limited to `subnet` and `op` when given: the allocation succeeded, or
+    /// the node left.
+    pub fn end_runs(&mut self, node: Option<u32>, subnet: Option<u32>, op: Option<Ec2Op>) {
+        if self.open_runs.is_empty() {
+            return;
+        }
+        let n = node.unwrap_or(u32::MAX);
+        self.closing.clear();
+        let lo = (
+            n,
+            Ec2Op::AssignPrefixes,
+            0,
+            Ec2Error::InsufficientCidrBlocks,
+        );
+        let hi = (
+            n,
+            Ec2Op::RunInstances,
+            u32::MAX,
+            Ec2Error::InvalidParameterValue,
+        );
+        for (k, _) in self.open_runs.range(lo..=hi) {
+            if subnet.is_none_or(|s| s == k.2) && op.is_none_or(|o| o == k.1) {
+                self.closing.push(*k);
+            }
+        }
+        for i in 0..self.closing.len() {
+            let k = self.closing[i];
+            if let Some(run) = self.open_runs.remove(&k) {
+                self.push_run(k, run);
+            }
+        }
+    }
+
+    fn push_run(&mut self, k: RunKey, run: FailureRun) {
+        let (node, op, subnet, error) = k;
+        let mut detail = format!("{} {}(es) requested", run.requested, run.unit);
+        if run.paused > 0 {
+            detail.push_str("; growth paused 120s");
+            if run.count > 1 {
+                detail.push_str(&format!(" after {} of them", run.paused));
+            }
+        }
+        self.events.push(EventRow {
+            time: run.first,
+            kind: error.code(),
+            subnet: Some(subnet),
+            node: (node != u32::MAX).then_some(node),
+            op: Some(op),
+            count: run.count,
+            until: Some(run.last),
+            detail,
         });
     }
 
@@ -263,6 +406,7 @@ impl Observer {
                 fragmentation_score: st.fragmentation_score,
                 nodes: g.nodes,
                 nodes_ready: g.nodes_ready,
+                nodes_ready_empty_pool: g.nodes_ready_empty_pool,
                 pods_running: g.pods_running,
                 pods_waiting_ip: g.pods_waiting_ip,
                 pods_pending,
@@ -275,7 +419,7 @@ impl Observer {
     }
 
     pub fn finish(
-        self,
+        mut self,
         ec2: &Ec2,
         processed: u64,
         final_enis: DescribeNetworkInterfaces,
@@ -284,45 +428,32 @@ impl Observer {
         let end: Vec<Snapshot> = (0..self.subnets.len())
             .map(|i| snapshot(ec2, i, end_t))
             .collect();
-        let mut total = FailureCounts::default();
-        let mut by_subnet: Vec<FailureCounts> = vec![FailureCounts::default(); self.subnets.len()];
-        for f in &self.failures {
-            for c in [&mut total, &mut by_subnet[f.subnet as usize]] {
-                match f.error {
-                    Ec2Error::InsufficientCidrBlocks => c.insufficient_cidr_blocks += 1,
-                    Ec2Error::InsufficientFreeAddressesInSubnet => {
-                        c.insufficient_free_addresses += 1
-                    }
-                    Ec2Error::InvalidParameterValue => c.invalid_parameter_value += 1,
-                }
-            }
+        // Runs still open at the end are written now, in key order.
+        for (k, run) in std::mem::take(&mut self.open_runs) {
+            self.push_run(k, run);
         }
-        let first = self
-            .failures
-            .iter()
-            .find(|f| f.error == Ec2Error::InsufficientCidrBlocks)
-            .map(|f| TimeAndSubnet {
-                time_s: f.time.as_secs_f64(),
-                subnet: self.subnets[f.subnet as usize].name.clone(),
-            });
+        let first = self.first_icb.map(|(t, s)| TimeAndSubnet {
+            time_s: t.as_secs_f64(),
+            subnet: self.subnets[s as usize].name.clone(),
+        });
         let worst = if self.worst.is_empty() {
             end.clone()
         } else {
-            self.worst
+            std::mem::take(&mut self.worst)
         };
         let summary = Summary {
-            scenario: self.scenario,
+            scenario: std::mem::take(&mut self.scenario),
             seed: self.seed,
             simulated_duration: end_t,
             simulated_seconds: end_t.as_millis() / 1000,
-            failures: total,
+            failures: self.totals.clone(),
             failures_by_subnet: self
                 .subnets
                 .iter()
-                .zip(by_subnet)
+                .zip(&self.by_subnet)
                 .map(|(s, counts)| SubnetFailures {
                     subnet: s.name.clone(),
-                    counts,
+                    counts: counts.clone(),
                 })
                 .collect(),
             first_insufficient_cidr_blocks: first,
@@ -349,7 +480,6 @@ impl Observer {
             subnets: self.subnets,
             samples: self.samples,
             events: self.events,
-            failures: self.failures,
             worst,
             end,
             summary,
