@@ -175,6 +175,41 @@ struct InspectArgs {
     json: bool,
 }
 
+/// `println!` that returns an error (a closed pipe) instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*)?
+    }};
+}
+
+/// `eprintln!` that never panics (a closed standard error is ignored).
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
+/// `print!` that returns an error instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($t)*)?
+    }};
+}
+
+/// Whether the error is standard output closed early (`| head`): the
+/// reader has what it wanted; exit quietly with 0.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+    })
+}
+
 /// Errors that are the user's input, reported with exit code 2.
 fn is_input_error(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -195,8 +230,9 @@ pub fn main() -> i32 {
     };
     match run(cli) {
         Ok(()) => 0,
+        Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             if is_input_error(&e) {
                 2
             } else {
@@ -236,12 +272,12 @@ fn cmd_max_pods(a: MaxPodsArgs) -> Result<()> {
     };
     let r = max_pods(t, &q)?;
     if let Some(note) = &r.note {
-        eprintln!("note: {note}");
+        errln!("note: {note}");
     }
     if a.json {
         print_json(&r)
     } else {
-        println!("{}", r.max_pods);
+        outln!("{}", r.max_pods);
         Ok(())
     }
 }
@@ -315,7 +351,7 @@ fn cmd_inspect(a: InspectArgs) -> Result<()> {
     if a.json {
         print_json(&report)
     } else {
-        print!(
+        out!(
             "{}",
             inspect::render_text(&report, ins.ec2.subnet(ins.subnet))
         );
@@ -336,47 +372,59 @@ fn cmd_node(a: NodeArgs) -> Result<()> {
         custom_networking: a.custom_networking,
         ..defaults
     };
+    if let Some((field, msg)) = cfg.check().into_iter().next() {
+        return Err(
+            SteadyError::BadSetting(format!("--{}: {msg}", field.replace('_', "-"))).into(),
+        );
+    }
     let max_pods = match a.max_pods {
+        Some(p) if p > scenario::MAX_MAX_PODS => {
+            return Err(SteadyError::BadSetting(format!(
+                "--max-pods: {p} is more than any kubelet runs; at most {}",
+                scenario::MAX_MAX_PODS
+            ))
+            .into())
+        }
         Some(p) => p,
         None => max_pods(t, &cfg.max_pods_query())?.max_pods,
     };
     let r = steady_state(t, &cfg, a.pods, max_pods, a.seed)?;
     for n in &r.notes {
-        eprintln!("note: {n}");
+        errln!("note: {n}");
     }
     if a.json {
         return print_json(&r);
     }
-    println!(
+    outln!(
         "{} with {} pods ({}, max pods {})",
         r.instance_type,
         r.pods_running,
         r.mode.replace('_', " "),
         r.max_pods
     );
-    println!("  ENIs:               {}", r.enis);
+    outln!("  ENIs:               {}", r.enis);
     if r.mode == "prefix_delegation" {
         let per: Vec<String> = r.prefixes_per_eni.iter().map(u32::to_string).collect();
-        println!(
+        outln!(
             "  prefixes:           {} (per ENI: {})",
             r.prefixes,
             per.join(", ")
         );
     } else {
-        println!("  secondary IPs:      {}", r.secondary_ips);
+        outln!("  secondary IPs:      {}", r.secondary_ips);
     }
-    println!("  subnet addresses:   {}", r.subnet_addresses);
-    println!("  unused pod IPs:     {}", r.unused_ips);
+    outln!("  subnet addresses:   {}", r.subnet_addresses);
+    outln!("  unused pod IPs:     {}", r.unused_ips);
     Ok(())
 }
 
 fn cmd_validate(a: ValidateArgs) -> Result<()> {
     let sc = scenario::load(&a.file)?;
     for w in &sc.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     let c = &sc.cluster;
-    println!(
+    outln!(
         "{}: ok ({}: {} subnet(s), {} node pool(s), {} workload(s), duration {}, seed {})",
         a.file.display(),
         sc.name,
@@ -397,10 +445,31 @@ fn cmd_run(a: RunArgs) -> Result<()> {
         if sc.sample_every > d {
             sc.sample_every = d;
         }
+        // The file's checks hold for the override too.
+        let problems: Vec<scenario::Problem> = scenario::check_timing(sc.duration, sc.sample_every)
+            .into_iter()
+            .map(|(field, message)| scenario::Problem {
+                line: None,
+                column: None,
+                field: if field == "duration" {
+                    "--duration".to_string()
+                } else {
+                    format!("{field} (with --duration {d})")
+                },
+                message,
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(ScenarioError {
+                file: a.file.clone(),
+                problems,
+            }
+            .into());
+        }
     }
     let seed = a.seed.unwrap_or(sc.seed);
     for w in &sc.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     let out = a
         .out
@@ -440,33 +509,40 @@ fn cmd_run(a: RunArgs) -> Result<()> {
         .with_context(|| format!("cannot write the outputs into {}", out.display()))?;
     if !a.quiet {
         let s = &result.summary;
-        println!(
+        outln!(
             "{} (seed {}): {} simulated, {} events",
-            s.scenario, s.seed, s.simulated_duration, s.events_processed
+            s.scenario,
+            s.seed,
+            s.simulated_duration,
+            s.events_processed
         );
-        println!(
+        outln!(
             "  failures: {} InsufficientCidrBlocks, {} InsufficientFreeAddressesInSubnet, {} InvalidParameterValue",
             s.failures.insufficient_cidr_blocks,
             s.failures.insufficient_free_addresses,
             s.failures.invalid_parameter_value
         );
         if let Some(f) = &s.first_insufficient_cidr_blocks {
-            println!(
+            outln!(
                 "  first InsufficientCidrBlocks: {}s in {}",
-                f.time_s, f.subnet
+                f.time_s,
+                f.subnet
             );
         }
         for m in &s.min_delegatable_blocks {
-            println!(
+            outln!(
                 "  {}: min {} delegatable /28 blocks at {}s ({} free addresses then)",
-                m.subnet, m.delegatable_blocks, m.time_s, m.free_ips_then
+                m.subnet,
+                m.delegatable_blocks,
+                m.time_s,
+                m.free_ips_then
             );
         }
-        println!(
+        outln!(
             "  peak pods waiting for an address: {}",
             s.peak_pods_waiting_ip.pods
         );
-        println!("wrote {} files to {}", written.len(), out.display());
+        outln!("wrote {} files to {}", written.len(), out.display());
     }
     Ok(())
 }

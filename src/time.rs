@@ -22,6 +22,14 @@ impl Ms {
         Ms(s * 1000)
     }
 
+    /// Seconds from user input: `None` when they do not fit.
+    pub const fn checked_from_secs(s: u64) -> Option<Ms> {
+        match s.checked_mul(1000) {
+            Some(ms) => Some(Ms(ms)),
+            None => None,
+        }
+    }
+
     pub const fn as_millis(self) -> u64 {
         self.0
     }
@@ -52,7 +60,7 @@ impl Ms {
             return Err("empty duration".into());
         }
         if let Ok(n) = t.parse::<u64>() {
-            return Ok(Ms::from_secs(n));
+            return Ms::checked_from_secs(n).ok_or_else(|| format!("`{text}`: duration too large"));
         }
         let mut total: u64 = 0;
         let mut rest = t;
@@ -163,12 +171,13 @@ impl<'de> Deserialize<'de> for Ms {
                 f.write_str("a duration such as 500ms, 30s, 15m, 2h or 7d")
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Ms, E> {
-                Ok(Ms::from_secs(v))
+                Ms::checked_from_secs(v)
+                    .ok_or_else(|| E::custom(format!("`{v}` seconds: duration too large")))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Ms, E> {
-                u64::try_from(v)
-                    .map(Ms::from_secs)
-                    .map_err(|_| E::custom(format!("`{v}`: a duration cannot be negative")))
+                let v = u64::try_from(v)
+                    .map_err(|_| E::custom(format!("`{v}`: a duration cannot be negative")))?;
+                self.visit_u64(v)
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Ms, E> {
                 Ms::parse(v).map_err(E::custom)
@@ -193,6 +202,10 @@ mod tests {
         assert!(Ms::parse("5 minutes").is_err());
         assert!(Ms::parse("m5").is_err());
         assert!(Ms::parse("").is_err());
+        // Bare seconds that overflow milliseconds are refused, not wrapped.
+        assert!(Ms::parse("18446744073709552").is_err());
+        assert!(Ms::parse("18446744073709551615ms").is_ok());
+        assert!(Ms::parse("213503982335d").is_err());
         assert_eq!(Ms(90_000).to_string(), "90s");
         assert_eq!(Ms(120_000).to_string(), "2m");
         assert_eq!(Ms(1500).to_string(), "1500ms");

@@ -300,8 +300,9 @@ fn bad_scenarios_exit_2_and_write_nothing() {
             "duration",
         ),
         (
-            base.replace("sample_every: 30s", "sample_every: 1ms"),
-            "sample_every: 1ms over 2h is more than 1000000 rows per subnet; use at least 8ms",
+            base.replace("sample_every: 30s", "sample_every: 1ms")
+                .replace("duration: 2h", "duration: 4h"),
+            "sample_every: 1ms over 4h is more than 10000000 rows per subnet; use at least 2ms",
         ),
         ("name: [\n".to_string(), "bad.yaml:"),
     ];

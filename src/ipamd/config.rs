@@ -46,6 +46,11 @@ pub struct CniConfig {
     pub cluster_name: Option<String>,
 }
 
+/// Upper bounds of the CNI settings (far above any instance's capacity).
+pub const MAX_PREFIX_TARGET: u32 = 4_096;
+pub const MAX_IP_TARGET: u32 = 65_536;
+pub const MAX_ENIS: u32 = 128;
+
 /// The datastore's choice of a pod address (see `docs/ipamd-model.md`).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
@@ -105,6 +110,34 @@ impl CniConfig {
     /// delegation they then override `WARM_PREFIX_TARGET`.
     pub fn ip_targets_defined(&self) -> bool {
         self.warm_ip() > 0 || self.min_ip() > 0
+    }
+
+    /// Out-of-range settings, as `(field, message)`: values beyond anything
+    /// an instance can hold are refused so that no count can wrap (the
+    /// largest types hold 15 ENIs of 49 prefixes: 11,760 addresses).
+    pub fn check(&self) -> Vec<(&'static str, String)> {
+        let mut bad = Vec::new();
+        let mut limit = |field: &'static str, v: Option<u32>, max: u32| {
+            if let Some(v) = v.filter(|&v| v > max) {
+                bad.push((
+                    field,
+                    format!("{v} is more than any node can use; at most {max}"),
+                ));
+            }
+        };
+        limit(
+            "warm_prefix_target",
+            Some(self.warm_prefix_target),
+            MAX_PREFIX_TARGET,
+        );
+        limit("warm_ip_target", self.warm_ip_target, MAX_IP_TARGET);
+        limit("minimum_ip_target", self.minimum_ip_target, MAX_IP_TARGET);
+        limit("warm_eni_target", Some(self.warm_eni_target), MAX_ENIS);
+        limit("max_eni", self.max_eni, MAX_ENIS);
+        if self.cluster_name.as_ref().is_some_and(|n| n.len() > 255) {
+            bad.push(("cluster_name", "longer than 255 characters".to_string()));
+        }
+        bad
     }
 
     /// Settings the CNI documents as unsupported but accepts. Each is

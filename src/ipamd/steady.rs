@@ -43,6 +43,8 @@ pub struct SteadyReport {
 /// Why a steady state could not be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SteadyError {
+    #[error("{0}")]
+    BadSetting(String),
     #[error("--pods {pods} is more than the node's max pods ({max_pods})")]
     TooManyPods { pods: u32, max_pods: u32 },
     #[error("the pool did not settle within {0} decisions: it keeps allocating and releasing (the CNI does this with WARM_PREFIX_TARGET=0 and no pods; set WARM_PREFIX_TARGET >= 1 or an IP target)")]

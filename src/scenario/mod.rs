@@ -66,8 +66,115 @@ pub struct RawScenario {
     pub workloads: Vec<RawWorkload>,
 }
 
-/// Rows per subnet `timeseries.csv` may hold.
-const MAX_SAMPLES: u64 = 1_000_000;
+/// Rows per subnet `timeseries.csv` may hold (streamed to disk; a year at
+/// 30 s is about 1.05 million).
+pub const MAX_SAMPLES: u64 = 10_000_000;
+/// The longest simulated duration: 10 years.
+pub const MAX_DURATION: Ms = Ms(3650 * 86_400_000);
+/// Longest name of a subnet, pool, workload or scenario.
+pub const MAX_NAME: usize = 200;
+/// Pods one workload may ask for.
+pub const MAX_REPLICAS: u32 = 1_000_000;
+/// Largest kubelet max pods accepted.
+pub const MAX_MAX_PODS: u32 = 10_000;
+/// Largest scenario file read.
+pub const MAX_FILE_BYTES: usize = 8 << 20;
+/// Deepest nesting of YAML collections (flow brackets or block indentation
+/// levels) accepted.
+pub const MAX_NESTING: usize = 64;
+
+const NAME_RULE: &str = "names are identifiers: letters, digits, `-`, `_` and `.` (not first), at most 200 characters (the default output folder is output/<name>/)";
+
+/// A scenario name: letters, digits, `-`, `_`, `.`, not starting with `.`,
+/// at most [`MAX_NAME`] characters. It becomes a folder name.
+pub fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+}
+
+/// The checks on duration and sampling, applied to the file and again after
+/// `--duration` overrides it.
+pub fn check_timing(duration: Ms, sample_every: Ms) -> Vec<(&'static str, String)> {
+    let mut bad = Vec::new();
+    if duration == Ms::ZERO {
+        bad.push(("duration", "must be more than 0 (e.g. 2h)".to_string()));
+    } else if duration > MAX_DURATION {
+        bad.push((
+            "duration",
+            format!("{duration} is more than the longest run, {MAX_DURATION}"),
+        ));
+    }
+    if sample_every == Ms::ZERO {
+        bad.push(("sample_every", "must be more than 0 (e.g. 30s)".to_string()));
+    } else if sample_every > duration && duration > Ms::ZERO {
+        bad.push((
+            "sample_every",
+            format!("{sample_every} is longer than the duration {duration}"),
+        ));
+    } else if duration.as_millis() / sample_every.as_millis() > MAX_SAMPLES {
+        let at_least = Ms(duration.as_millis().div_ceil(MAX_SAMPLES));
+        bad.push((
+            "sample_every",
+            format!(
+                "{sample_every} over {duration} is more than {MAX_SAMPLES} rows per subnet; use at least {at_least}"
+            ),
+        ));
+    }
+    bad
+}
+
+/// Refuses, before parsing, what would make the YAML parser slow or the
+/// run absurd: files over 8 MiB and nesting deeper than [`MAX_NESTING`]
+/// (flow brackets, or block indentation levels).
+fn precheck(text: &str) -> Result<(), Problem> {
+    let problem = |line: usize, message: String| Problem {
+        line: Some(line),
+        column: None,
+        field: String::new(),
+        message,
+    };
+    if text.len() > MAX_FILE_BYTES {
+        return Err(problem(
+            1,
+            format!("the file is over {} MiB", MAX_FILE_BYTES >> 20),
+        ));
+    }
+    let mut depth = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches([' ', '-']).len();
+        // Two columns per block level at the least.
+        if indent / 2 > MAX_NESTING {
+            return Err(problem(
+                i + 1,
+                format!("nested more than {MAX_NESTING} levels deep"),
+            ));
+        }
+        let mut quote: Option<char> = None;
+        for ch in line.chars() {
+            match (quote, ch) {
+                (None, '#') => break,
+                (None, '"' | '\'') => quote = Some(ch),
+                (Some(q), _) if ch == q => quote = None,
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        return Err(problem(
+                            i + 1,
+                            format!("nested more than {MAX_NESTING} levels deep"),
+                        ));
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
 
 fn default_seed() -> u64 {
     1
@@ -323,6 +430,10 @@ pub fn load(path: &FsPath) -> Result<Scenario, ScenarioError> {
 
 /// Validates scenario text; `file` names it in errors.
 pub fn parse(text: &str, file: &FsPath) -> Result<Scenario, ScenarioError> {
+    precheck(text).map_err(|p| ScenarioError {
+        file: file.to_path_buf(),
+        problems: vec![p],
+    })?;
     let raw: RawScenario = serde_yaml::from_str(text).map_err(|e| {
         let loc = e.location();
         // serde_yaml prefixes the field path, then appends the position.
@@ -366,6 +477,8 @@ fn check_unique<'a>(c: &mut Checker, what: &str, names: impl Iterator<Item = &'a
         let path = Path::default().key(what).index(i).key("name");
         if n.is_empty() {
             c.err(&path, "must not be empty");
+        } else if n.len() > MAX_NAME {
+            c.err(&path, format!("longer than {MAX_NAME} characters"));
         }
         if let Some(first) = seen.insert(n, i) {
             c.err(
@@ -378,28 +491,14 @@ fn check_unique<'a>(c: &mut Checker, what: &str, names: impl Iterator<Item = &'a
 
 fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
     let root = Path::default();
-    if raw.duration == Ms::ZERO {
-        c.err(&root.key("duration"), "must be more than 0 (e.g. 2h)");
+    for (field, msg) in check_timing(raw.duration, raw.sample_every) {
+        c.err(&root.key(field), msg);
     }
-    if raw.sample_every == Ms::ZERO {
-        c.err(&root.key("sample_every"), "must be more than 0 (e.g. 30s)");
-    } else if raw.sample_every > raw.duration && raw.duration > Ms::ZERO {
-        c.err(
-            &root.key("sample_every"),
-            format!(
-                "{} is longer than the duration {}",
-                raw.sample_every, raw.duration
-            ),
-        );
-    } else if raw.duration.as_millis() / raw.sample_every.as_millis() > MAX_SAMPLES {
-        let at_least = Ms(raw.duration.as_millis().div_ceil(MAX_SAMPLES));
-        c.err(
-            &root.key("sample_every"),
-            format!(
-                "{} over {} is more than {MAX_SAMPLES} rows per subnet; use at least {at_least}",
-                raw.sample_every, raw.duration
-            ),
-        );
+    for (field, msg) in raw.vpc_cni.check() {
+        c.err(&root.key("vpc_cni").key(field), msg);
+    }
+    if !is_identifier(&raw.name) {
+        c.err(&root.key("name"), NAME_RULE);
     }
     if raw.nodes.boot_min > raw.nodes.boot_median || raw.nodes.boot_median > raw.nodes.boot_max {
         c.err(
@@ -415,8 +514,11 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
     let mut catalog = Catalog::embedded().clone();
     for (i, t) in raw.instance_types.iter().enumerate() {
         let p = root.key("instance_types").index(i);
-        if t.enis == 0 || t.ipv4_per_eni < 2 {
-            c.err(&p, "needs enis >= 1 and ipv4_per_eni >= 2");
+        if t.enis == 0 || t.ipv4_per_eni < 2 || t.enis > 64 || t.ipv4_per_eni > 64 {
+            c.err(
+                &p,
+                "needs 1 <= enis <= 64 and 2 <= ipv4_per_eni <= 64 (the largest real types have 15 and 50)",
+            );
         }
         catalog.insert(t.clone());
     }
@@ -428,6 +530,16 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
     }
     let mut subnets = Vec::new();
     let mut cidrs: Vec<(usize, Ipv4Net)> = Vec::new();
+    // Usable addresses per subnet as written (0 when its CIDR is invalid).
+    let usable_of: Vec<u64> = raw
+        .subnets
+        .iter()
+        .map(|s| {
+            s.cidr
+                .parse::<Ipv4Net>()
+                .map_or(0, |n| (1u64 << (32 - n.prefix_len())).saturating_sub(5))
+        })
+        .collect();
     for (i, s) in raw.subnets.iter().enumerate() {
         let p = root.key("subnets").index(i);
         let cidr = match s.cidr.parse::<Ipv4Net>() {
@@ -485,11 +597,22 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
                 );
             }
         }
+        let usable = (1u64 << (32 - cidr.prefix_len())).saturating_sub(5);
         let consumers = s
             .consumers
             .iter()
             .enumerate()
             .filter_map(|(j, k)| {
+                if u64::from(k.count) > usable {
+                    c.err(
+                        &p.key("consumers").index(j).key("count"),
+                        format!(
+                            "{} ENIs cannot fit in {cidr} ({usable} usable addresses); at most {usable}",
+                            k.count
+                        ),
+                    );
+                    return None;
+                }
                 if k.churn_every == Some(Ms::ZERO) {
                     c.err(
                         &p.key("consumers").index(j).key("churn_every"),
@@ -600,6 +723,13 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
                 c.err(&p.key("max_pods"), "must be at least 1");
                 continue;
             }
+            Some(m) if m > MAX_MAX_PODS => {
+                c.err(
+                    &p.key("max_pods"),
+                    format!("{m} is more than any kubelet runs; at most {MAX_MAX_PODS}"),
+                );
+                continue;
+            }
             Some(m) => m,
             None => match max_pods(&t, &raw.vpc_cni.max_pods_query()) {
                 Ok(r) => r.max_pods,
@@ -623,6 +753,18 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
             continue;
         }
         let subnets_ix: Vec<usize> = sn.into_iter().flatten().collect();
+        // Each node takes at least its primary address.
+        let room: u64 = subnets_ix.iter().map(|&k| usable_of[k]).sum();
+        if u64::from(np.size) > room {
+            c.err(
+                &p.key("size"),
+                format!(
+                    "{} nodes cannot fit in the pool's subnets ({room} usable addresses, one per node at the least); at most {room}",
+                    np.size
+                ),
+            );
+            continue;
+        }
         let pod_ix: Vec<usize> = pod_sn.into_iter().flatten().collect();
         pools.push(PoolSpec {
             name: np.name.clone(),
@@ -671,6 +813,15 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
                 }
             },
         };
+        if w.replicas > MAX_REPLICAS {
+            c.err(
+                &p.key("replicas"),
+                format!(
+                    "{} is more than subnetsim simulates; at most {MAX_REPLICAS}",
+                    w.replicas
+                ),
+            );
+        }
         if w.restart_every == Some(Ms::ZERO) {
             c.err(&p.key("restart_every"), "must be more than 0 or omitted");
         }
