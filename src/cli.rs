@@ -11,6 +11,7 @@ use subnetsim::catalog::{max_pods, Catalog, CatalogError, MaxPodsQuery};
 use subnetsim::inspect::{self, InspectError, SubnetSource};
 use subnetsim::ipamd::steady::{steady_state, SteadyError};
 use subnetsim::ipamd::CniConfig;
+use subnetsim::output::{CsvSink, OutputSet};
 use subnetsim::scenario::{self, ScenarioError};
 use subnetsim::sim::Simulation;
 use subnetsim::time::Ms;
@@ -475,6 +476,16 @@ fn cmd_run(a: RunArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("output").join(&sc.name));
+    let ctx = || format!("cannot write the outputs into {}", out.display());
+    // The lock is taken before any work: a second run into the same folder
+    // fails at once.
+    let set = OutputSet::begin(&out).with_context(ctx)?;
+    let names = sc.cluster.subnets.iter().map(|s| s.name.clone()).collect();
+    let mut sink = CsvSink::new(
+        set.create("timeseries.csv").with_context(ctx)?,
+        set.create("events.csv").with_context(ctx)?,
+        names,
+    );
     let started = std::time::Instant::now();
     let show = !a.quiet && std::io::stderr().is_terminal();
     let bar = indicatif::ProgressBar::with_draw_target(
@@ -490,7 +501,7 @@ fn cmd_run(a: RunArgs) -> Result<()> {
     );
     let mut visible = false;
     let sim = Simulation::new(&sc, seed);
-    let mut result = sim.run(&mut |t: Ms| {
+    let mut result = sim.run_into(&mut sink, &mut |t: Ms| {
         if show && !visible && started.elapsed() > std::time::Duration::from_millis(300) {
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             visible = true;
@@ -504,9 +515,15 @@ fn cmd_run(a: RunArgs) -> Result<()> {
         result.summary.events_per_second =
             Some((result.summary.events_processed as f64 / wall.max(1e-9)).round());
     }
+    let (mut ts, mut ev) = sink.finish().with_context(ctx)?;
+    ts.flush().with_context(ctx)?;
+    ev.flush().with_context(ctx)?;
+    drop((ts, ev));
     let rendered = subnetsim::output::render(&result)?;
-    let written = subnetsim::output::write_all(&out, &rendered)
-        .with_context(|| format!("cannot write the outputs into {}", out.display()))?;
+    for (name, bytes) in &rendered.files {
+        set.write(name, bytes).with_context(ctx)?;
+    }
+    let written = set.commit().with_context(ctx)?;
     if !a.quiet {
         let s = &result.summary;
         outln!(

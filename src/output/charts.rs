@@ -76,7 +76,7 @@ fn clock(t: Ms) -> String {
     let ms = t.as_millis();
     let s = ms / 1000;
     let base = format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         base
     } else {
         format!("{base}.{:03}", ms % 1000)
@@ -127,7 +127,11 @@ fn draw_panel(
     xmax: f64,
 ) -> Result<(), String> {
     let info = &r.subnets[si];
-    let rows: Vec<_> = r.samples.iter().filter(|s| s.subnet == info.name).collect();
+    let rows: Vec<_> = r
+        .chart_samples
+        .iter()
+        .filter(|s| s.subnet == info.name)
+        .collect();
     let total_ips = {
         let net: ipnet::Ipv4Net = info.cidr.parse().map_err(|_| "cidr".to_string())?;
         (1u64 << (32 - net.prefix_len())) - 5

@@ -1,18 +1,25 @@
 //! Output of a run: `timeseries.csv`, `events.csv`, `summary.json`,
 //! `final-state.json` (+ `final-subnets.json`), `free-ips.png` and
-//! `subnet-map.png`. All files are rendered first and written whole: each to
-//! a temporary name in the output folder, then renamed into place, so a
-//! failed run leaves either the previous outputs or complete new ones.
+//! `subnet-map.png`.
+//!
+//! Written whole or not at all, as a set: an [`OutputSet`] takes an advisory
+//! lock beside the target folder (a second run into the same folder fails at
+//! once), writes every file into a fresh staging folder beside it (the two
+//! CSVs streamed while the simulation runs, through a [`CsvSink`]), and then
+//! swaps the staging folder into place in one step (`renameat2` with
+//! `RENAME_EXCHANGE`), so readers see the old set or the new one, never a
+//! mix. On any error the staging folder is removed; one left by a killed run
+//! is removed by the next run into the same target.
 
 pub mod charts;
 
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::sim::node_name;
-use crate::sim::observe::{secs_text, subnet_id, RunResult};
+use crate::sim::observe::{secs_text, subnet_id, EventRow, RowSink, RunResult, SampleRow};
 
 /// Why outputs could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +28,10 @@ pub enum OutputError {
     Io { path: PathBuf, source: io::Error },
     #[error("chart {path}: {message}")]
     Chart { path: PathBuf, message: String },
+    #[error("{path}: another run is writing into this folder now (its lock is held); wait for it or choose another --out")]
+    Busy { path: PathBuf },
+    #[error("{path}: {message}")]
+    Target { path: PathBuf, message: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
@@ -30,22 +41,104 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
     }
 }
 
-/// The rendered bytes of every output file.
+/// The rendered bytes of the output files that are not streamed.
 pub struct Rendered {
     pub files: Vec<(&'static str, Vec<u8>)>,
 }
 
-fn csv_bytes<T: Serialize>(rows: impl IntoIterator<Item = T>, header_if_empty: &[&str]) -> Vec<u8> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let mut any = false;
-    for r in rows {
-        w.serialize(r).expect("CSV into memory");
-        any = true;
+/// Streams `timeseries.csv` and `events.csv` rows as the run makes them,
+/// names resolved as they are written. Keeps the first write error.
+pub struct CsvSink<W: Write> {
+    ts: csv::Writer<W>,
+    ev: csv::Writer<W>,
+    subnets: Vec<String>,
+    err: Option<csv::Error>,
+}
+
+impl<W: Write> CsvSink<W> {
+    /// Writes both headers; `subnets` names the subnets by index.
+    pub fn new(ts: W, ev: W, subnets: Vec<String>) -> Self {
+        let mut b = csv::WriterBuilder::new();
+        b.has_headers(false);
+        let mut sink = CsvSink {
+            ts: b.from_writer(ts),
+            ev: b.from_writer(ev),
+            subnets,
+            err: None,
+        };
+        let r1 = sink.ts.write_record(TIMESERIES_COLUMNS);
+        let r2 = sink.ev.write_record(EVENTS_COLUMNS);
+        sink.keep(r1);
+        sink.keep(r2);
+        sink
     }
-    if !any {
-        w.write_record(header_if_empty).expect("CSV into memory");
+
+    fn keep(&mut self, r: Result<(), csv::Error>) {
+        if let (Err(e), None) = (r, &self.err) {
+            self.err = Some(e);
+        }
     }
-    w.into_inner().expect("CSV into memory")
+
+    /// Flushes both files; the first error met, if any.
+    pub fn finish(mut self) -> Result<(W, W), csv::Error> {
+        if let Some(e) = self.err.take() {
+            return Err(e);
+        }
+        let ts = self
+            .ts
+            .into_inner()
+            .map_err(|e| csv::Error::from(e.into_error()))?;
+        let ev = self
+            .ev
+            .into_inner()
+            .map_err(|e| csv::Error::from(e.into_error()))?;
+        Ok((ts, ev))
+    }
+}
+
+impl<W: Write> RowSink for CsvSink<W> {
+    fn sample(&mut self, row: &SampleRow) {
+        if self.err.is_none() {
+            let r = self.ts.serialize(row);
+            self.keep(r);
+        }
+    }
+
+    fn event(&mut self, e: &EventRow) {
+        if self.err.is_some() {
+            return;
+        }
+        let subnet = e.subnet.map_or("", |s| self.subnets[s as usize].as_str());
+        let node = e.node.map(node_name).unwrap_or_default();
+        let op = e.op.map_or("", |o| o.name());
+        let until = e.until.map(secs_text).unwrap_or_default();
+        let r = self.ev.serialize((
+            secs_text(e.time),
+            e.kind,
+            subnet,
+            node,
+            op,
+            e.count,
+            until,
+            &e.detail,
+        ));
+        self.keep(r);
+    }
+}
+
+/// Both CSVs of a run in memory (tests, small library uses).
+pub fn csv_in_memory(
+    rows: &crate::sim::observe::VecSink,
+    subnets: Vec<String>,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut sink = CsvSink::new(Vec::new(), Vec::new(), subnets);
+    for r in &rows.samples {
+        sink.sample(r);
+    }
+    for e in &rows.events {
+        sink.event(e);
+    }
+    sink.finish().expect("CSV into memory")
 }
 
 /// The `timeseries.csv` columns, in order.
@@ -112,32 +205,9 @@ fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
     b
 }
 
-/// Renders every output of a run in memory.
+/// Renders the outputs that are not streamed (JSON and charts) in memory.
 pub fn render(r: &RunResult) -> Result<Rendered, OutputError> {
     let mut files = Vec::new();
-    files.push(("timeseries.csv", csv_bytes(&r.samples, &TIMESERIES_COLUMNS)));
-    let events = r.events.iter().map(|e| {
-        let subnet = e.subnet.map_or("", |s| r.subnets[s as usize].name.as_str());
-        let node = e.node.map(node_name).unwrap_or_default();
-        let op = e.op.map_or("", |o| o.name());
-        let until = e.until.map(secs_text).unwrap_or_default();
-        (
-            secs_text(e.time),
-            e.kind,
-            subnet,
-            node,
-            op,
-            e.count,
-            until,
-            &e.detail,
-        )
-    });
-    let mut ev = csv::Writer::from_writer(Vec::new());
-    ev.write_record(EVENTS_COLUMNS).expect("CSV into memory");
-    for row in events {
-        ev.serialize(row).expect("CSV into memory");
-    }
-    files.push(("events.csv", ev.into_inner().expect("CSV into memory")));
     files.push(("summary.json", json_bytes(&r.summary)));
     files.push(("final-state.json", json_bytes(&r.final_enis)));
     let subnets = DescribeSubnets {
@@ -163,30 +233,139 @@ pub fn render(r: &RunResult) -> Result<Rendered, OutputError> {
     Ok(Rendered { files })
 }
 
-/// Writes rendered files into `dir` (created if missing): every file to a
-/// temporary name first, then all renamed into place.
-pub fn write_all(dir: &Path, rendered: &Rendered) -> Result<Vec<PathBuf>, OutputError> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut temps = Vec::new();
-    let cleanup = |temps: &[(PathBuf, PathBuf)]| {
-        for (t, _) in temps {
-            let _ = std::fs::remove_file(t);
-        }
-    };
-    for (name, bytes) in &rendered.files {
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let fin = dir.join(name);
-        if let Err(e) = std::fs::write(&tmp, bytes) {
-            cleanup(&temps);
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io_err(&tmp)(e));
-        }
-        temps.push((tmp, fin));
+/// Test hook: `SUBNETSIM_FAULT=<stage>` aborts the process at that stage of
+/// writing the set (`staged`: every file written, before the swap;
+/// `swapped`: after the swap, before the old set is removed), to test that a
+/// killed run leaves the target whole.
+fn fault(stage: &str) {
+    if std::env::var("SUBNETSIM_FAULT").is_ok_and(|v| v == stage) {
+        std::process::abort();
     }
-    let mut written = Vec::new();
-    for (tmp, fin) in &temps {
-        std::fs::rename(tmp, fin).map_err(io_err(fin))?;
-        written.push(fin.clone());
+}
+
+/// A run's output folder being written: see the module documentation.
+pub struct OutputSet {
+    target: PathBuf,
+    staging: PathBuf,
+    _lock: std::fs::File,
+    committed: bool,
+}
+
+impl OutputSet {
+    /// Takes the lock for `target` (failing at once if another run holds
+    /// it), removes staging folders left by killed runs, and creates a fresh
+    /// staging folder.
+    pub fn begin(target: &Path) -> Result<Self, OutputError> {
+        let name = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+            .ok_or_else(|| OutputError::Target {
+                path: target.to_path_buf(),
+                message: "names no folder (give a folder name, e.g. output/run1)".into(),
+            })?
+            .to_string();
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+        if target.exists() && !target.is_dir() {
+            return Err(OutputError::Target {
+                path: target.to_path_buf(),
+                message: "exists and is not a folder".into(),
+            });
+        }
+        let lock_path = parent.join(format!(".{name}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(OutputError::Busy {
+                    path: target.to_path_buf(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
+        // We hold the lock: any staging folder of this target is a killed
+        // run's.
+        let prefix = format!(".{name}.staging-");
+        if let Ok(entries) = std::fs::read_dir(&parent) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let staging = parent.join(format!("{prefix}{}", std::process::id()));
+        std::fs::create_dir(&staging).map_err(io_err(&staging))?;
+        Ok(OutputSet {
+            target: target.to_path_buf(),
+            staging,
+            _lock: lock,
+            committed: false,
+        })
     }
-    Ok(written)
+
+    /// Creates one file of the set (buffered).
+    pub fn create(&self, name: &str) -> Result<io::BufWriter<std::fs::File>, OutputError> {
+        let p = self.staging.join(name);
+        std::fs::File::create(&p)
+            .map(|f| io::BufWriter::with_capacity(1 << 16, f))
+            .map_err(io_err(&p))
+    }
+
+    /// Writes one whole file of the set.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), OutputError> {
+        let p = self.staging.join(name);
+        std::fs::write(&p, bytes).map_err(io_err(&p))
+    }
+
+    /// Swaps the staging folder into place in one step and removes the old
+    /// set. Returns the files written.
+    pub fn commit(mut self) -> Result<Vec<PathBuf>, OutputError> {
+        fault("staged");
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.staging)
+            .map_err(io_err(&self.staging))?
+            .flatten()
+            .map(|e| self.target.join(e.file_name()))
+            .collect();
+        names.sort();
+        if self.target.exists() {
+            use rustix::fs::{renameat_with, RenameFlags, CWD};
+            match renameat_with(CWD, &self.staging, CWD, &self.target, RenameFlags::EXCHANGE) {
+                Ok(()) => {}
+                // A filesystem without RENAME_EXCHANGE: move the old set
+                // aside, then the new one in (two steps).
+                Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+                    let aside = self.staging.with_extension("old");
+                    std::fs::rename(&self.target, &aside).map_err(io_err(&self.target))?;
+                    std::fs::rename(&self.staging, &self.target).map_err(io_err(&self.target))?;
+                    std::fs::rename(&aside, &self.staging).map_err(io_err(&aside))?;
+                }
+                Err(e) => return Err(io_err(&self.target)(e.into())),
+            }
+            self.committed = true;
+            fault("swapped");
+            // The staging path now holds the old set.
+            let _ = std::fs::remove_dir_all(&self.staging);
+        } else {
+            std::fs::rename(&self.staging, &self.target).map_err(io_err(&self.target))?;
+            self.committed = true;
+        }
+        Ok(names)
+    }
+}
+
+impl Drop for OutputSet {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
 }

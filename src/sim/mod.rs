@@ -21,7 +21,7 @@ use crate::engine::{stream, EventQueue};
 use crate::ipamd::{policy, EniSubnets, IpamEvent, IpamSpec, NodeIpam, PodAddr};
 use crate::scenario::Scenario;
 use crate::time::Ms;
-use observe::{EventRow, FailedCall, Observer, RunResult};
+use observe::{EventRow, FailedCall, Observer, RowSink, RunResult};
 
 /// Everything that can happen. Handlers are in `Simulation::handle`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,8 +269,12 @@ impl Simulation {
             eni_subnets: (0..n_sub).map(|i| eni_subnets_for(&spec, i)).collect(),
             spec,
         };
-        sim.observer
-            .set_run(&scenario.name, seed, scenario.duration);
+        sim.observer.set_run(
+            &scenario.name,
+            seed,
+            scenario.duration,
+            scenario.sample_every,
+        );
         sim.init();
         sim
     }
@@ -320,8 +324,7 @@ impl Simulation {
 
     fn log(&mut self, kind: &'static str, subnet: Option<u32>, node: Option<u32>, detail: String) {
         self.observer
-            .events
-            .push(EventRow::one(self.queue.now(), kind, subnet, node, detail));
+            .event(EventRow::one(self.queue.now(), kind, subnet, node, detail));
     }
 
     fn create_consumer(&mut self, si: u32, gi: u32) {
@@ -373,16 +376,23 @@ impl Simulation {
         self.observer.failure(now, f);
     }
 
-    /// Runs to the scenario's duration. `progress` is called now and then
-    /// with the simulated time reached.
-    pub fn run(mut self, progress: &mut dyn FnMut(Ms)) -> RunResult {
+    /// Runs to the scenario's duration, dropping the rows (benchmarks).
+    pub fn run(self, progress: &mut dyn FnMut(Ms)) -> RunResult {
+        self.run_into(&mut observe::NullSink, progress)
+    }
+
+    /// Runs to the scenario's duration, streaming every `timeseries.csv`
+    /// and `events.csv` row into `sink` as it is made. `progress` is called
+    /// now and then with the simulated time reached.
+    pub fn run_into(mut self, sink: &mut dyn RowSink, progress: &mut dyn FnMut(Ms)) -> RunResult {
         let end = self.duration;
         let mut n = 0u64;
         while let Some((at, ev)) = self.queue.pop_until(end) {
             self.handle(at, ev);
             self.observer.after_event(at, &self.ec2, &self.gauges);
+            self.observer.drain(sink);
             n += 1;
-            if n % 4096 == 0 {
+            if n.is_multiple_of(4096) {
                 progress(at);
             }
         }
@@ -390,9 +400,11 @@ impl Simulation {
         let processed = self.queue.processed();
         // The end row is taken after every event at the end time, so it
         // agrees with final-state.json.
-        self.sample(end);
+        let pending = self.pods_pending;
+        self.observer
+            .sample(end, &self.ec2, &self.gauges, pending, true);
         let final_enis = observe::describe_enis(&self.ec2, &self.spec, &self.name);
-        self.observer.finish(&self.ec2, processed, final_enis)
+        self.observer.finish(&self.ec2, processed, final_enis, sink)
     }
 
     fn handle(&mut self, at: Ms, ev: Event) {
@@ -433,7 +445,8 @@ impl Simulation {
 
     fn sample(&mut self, at: Ms) {
         let pending = self.pods_pending;
-        self.observer.sample(at, &self.ec2, &self.gauges, pending);
+        self.observer
+            .sample(at, &self.ec2, &self.gauges, pending, false);
     }
 
     // ---- nodes ----

@@ -198,11 +198,47 @@ pub struct PeakWaiting {
     pub time_s: f64,
 }
 
-/// Everything a run produced.
-pub struct RunResult {
-    pub subnets: Vec<SubnetInfo>,
+/// Where a run's rows go as they are made (`timeseries.csv` and
+/// `events.csv` are streamed: a run keeps no growing list of them).
+pub trait RowSink {
+    fn sample(&mut self, row: &SampleRow);
+    fn event(&mut self, row: &EventRow);
+}
+
+/// A sink that drops every row (benchmarks).
+pub struct NullSink;
+
+impl RowSink for NullSink {
+    fn sample(&mut self, _: &SampleRow) {}
+    fn event(&mut self, _: &EventRow) {}
+}
+
+/// A sink that keeps every row in memory (tests and small library uses).
+#[derive(Default)]
+pub struct VecSink {
     pub samples: Vec<SampleRow>,
     pub events: Vec<EventRow>,
+}
+
+impl RowSink for VecSink {
+    fn sample(&mut self, row: &SampleRow) {
+        self.samples.push(row.clone());
+    }
+    fn event(&mut self, row: &EventRow) {
+        self.events.push(row.clone());
+    }
+}
+
+/// Samples per subnet kept for the charts: every k-th sample (and the last)
+/// so that a year of samples draws from at most about this many.
+pub const CHART_SAMPLES: u64 = 4_000;
+
+/// Everything a run produced besides the streamed rows.
+pub struct RunResult {
+    pub subnets: Vec<SubnetInfo>,
+    /// Samples for the charts: every `chart_stride`-th row of
+    /// `timeseries.csv` and the last (cumulative counts stay exact).
+    pub chart_samples: Vec<SampleRow>,
     pub worst: Vec<Snapshot>,
     pub end: Vec<Snapshot>,
     pub summary: Summary,
@@ -212,7 +248,7 @@ pub struct RunResult {
 /// Seconds as text from integer milliseconds (no float rounding).
 pub fn secs_text(t: Ms) -> String {
     let ms = t.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}", ms / 1000)
     } else {
         format!("{}.{:03}", ms / 1000, ms % 1000)
@@ -223,8 +259,12 @@ pub fn secs_text(t: Ms) -> String {
 pub struct Observer {
     subnets: Vec<SubnetInfo>,
     fallback: bool,
-    pub events: Vec<EventRow>,
+    /// Rows made by the current event, drained into the sink after it.
+    events: Vec<EventRow>,
     samples: Vec<SampleRow>,
+    chart_samples: Vec<SampleRow>,
+    chart_stride: u64,
+    sample_index: u64,
     open_runs: std::collections::BTreeMap<RunKey, FailureRun>,
     closing: Vec<RunKey>,
     totals: FailureCounts,
@@ -263,6 +303,9 @@ impl Observer {
             fallback: spec.ec2.prefix_reservation_fallback,
             events: Vec::new(),
             samples: Vec::new(),
+            chart_samples: Vec::new(),
+            chart_stride: 1,
+            sample_index: 0,
             open_runs: Default::default(),
             closing: Vec::new(),
             totals: FailureCounts::default(),
@@ -276,10 +319,31 @@ impl Observer {
         }
     }
 
-    pub fn set_run(&mut self, scenario: &str, seed: u64, duration: Ms) {
+    pub fn set_run(&mut self, scenario: &str, seed: u64, duration: Ms, sample_every: Ms) {
         self.scenario = scenario.to_string();
         self.seed = seed;
         self.duration = duration;
+        let rows = duration.as_millis() / sample_every.as_millis().max(1) + 2;
+        self.chart_stride = rows.div_ceil(CHART_SAMPLES).max(1);
+    }
+
+    /// Logs one event row.
+    pub fn event(&mut self, row: EventRow) {
+        self.events.push(row);
+    }
+
+    /// Hands the rows made since the last call to `sink`.
+    pub fn drain(&mut self, sink: &mut dyn RowSink) {
+        if !self.samples.is_empty() {
+            for r in self.samples.drain(..) {
+                sink.sample(&r);
+            }
+        }
+        if !self.events.is_empty() {
+            for r in self.events.drain(..) {
+                sink.event(&r);
+            }
+        }
     }
 
     /// One failed EC2 call: counted exactly, and added to its run of
@@ -389,7 +453,19 @@ impl Observer {
         }
     }
 
-    pub fn sample(&mut self, at: Ms, ec2: &Ec2, gauges: &[SubnetGauges], pods_pending: u32) {
+    /// One row per subnet of `timeseries.csv`; `last`: the end row, always
+    /// kept for the charts.
+    pub fn sample(
+        &mut self,
+        at: Ms,
+        ec2: &Ec2,
+        gauges: &[SubnetGauges],
+        pods_pending: u32,
+        last: bool,
+    ) {
+        let keep = last || self.sample_index.is_multiple_of(self.chart_stride);
+        self.sample_index += 1;
+        let first_new = self.samples.len();
         for (i, info) in self.subnets.iter().enumerate() {
             let st = ec2.subnet(SubnetId(i as u32)).stats(self.fallback);
             let g = gauges[i];
@@ -416,6 +492,10 @@ impl Observer {
                 time: at,
             });
         }
+        if keep {
+            let new = &self.samples[first_new..];
+            self.chart_samples.extend_from_slice(new);
+        }
     }
 
     pub fn finish(
@@ -423,6 +503,7 @@ impl Observer {
         ec2: &Ec2,
         processed: u64,
         final_enis: DescribeNetworkInterfaces,
+        sink: &mut dyn RowSink,
     ) -> RunResult {
         let end_t = self.duration;
         let end: Vec<Snapshot> = (0..self.subnets.len())
@@ -432,6 +513,7 @@ impl Observer {
         for (k, run) in std::mem::take(&mut self.open_runs) {
             self.push_run(k, run);
         }
+        self.drain(sink);
         let first = self.first_icb.map(|(t, s)| TimeAndSubnet {
             time_s: t.as_secs_f64(),
             subnet: self.subnets[s as usize].name.clone(),
@@ -478,8 +560,7 @@ impl Observer {
         };
         RunResult {
             subnets: self.subnets,
-            samples: self.samples,
-            events: self.events,
+            chart_samples: self.chart_samples,
             worst,
             end,
             summary,
