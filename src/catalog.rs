@@ -1,5 +1,5 @@
 //! The instance-type catalogue (`data/instance-types.csv`, embedded) and the
-//! EKS max-pods calculator (model reference §3).
+//! EKS max-pods calculator (docs/sources.md §3).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -70,6 +70,8 @@ impl InstanceType {
 pub enum CatalogError {
     #[error("unknown instance type `{name}`{}", suggestions(.nearest))]
     UnknownType { name: String, nearest: Vec<String> },
+    #[error("no instance family `{name}` in the catalogue{}", suggestions(.nearest))]
+    UnknownFamily { name: String, nearest: Vec<String> },
     #[error("instance catalogue, line {line}: {message}")]
     Parse { line: u64, message: String },
     #[error("instance type `{0}` has no vCPU count in the catalogue; give it with --vcpus")]

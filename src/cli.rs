@@ -123,9 +123,13 @@ struct NodeArgs {
 struct MaxPodsArgs {
     /// Instance type, e.g. m5.large.
     instance_type: String,
-    /// Prefix delegation enabled (ENABLE_PREFIX_DELEGATION=true).
-    #[arg(long)]
+    /// Prefix delegation (ENABLE_PREFIX_DELEGATION=true): the default, as
+    /// for `node` and scenarios.
+    #[arg(long, conflicts_with = "secondary_ip")]
     prefix_delegation: bool,
+    /// Secondary-IP mode (ENABLE_PREFIX_DELEGATION=false).
+    #[arg(long)]
+    secondary_ip: bool,
     /// Custom networking (pods on secondary ENIs only: one ENI less).
     #[arg(long)]
     custom_networking: bool,
@@ -265,7 +269,7 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 fn cmd_max_pods(a: MaxPodsArgs) -> Result<()> {
     let t = Catalog::embedded().get(&a.instance_type)?;
     let q = MaxPodsQuery {
-        prefix_delegation: a.prefix_delegation,
+        prefix_delegation: !a.secondary_ip,
         custom_networking: a.custom_networking,
         max_eni: a.max_eni,
         vcpus: a.vcpus,
@@ -294,8 +298,8 @@ fn cmd_instance_types(a: InstanceTypesArgs) -> Result<()> {
             let families: std::collections::BTreeSet<&str> =
                 cat.iter().map(|t| t.family()).collect();
             let nearest = subnetsim::catalog::nearest_names(f, families.into_iter(), 5);
-            return Err(CatalogError::UnknownType {
-                name: format!("family {f}"),
+            return Err(CatalogError::UnknownFamily {
+                name: f.clone(),
                 nearest,
             }
             .into());

@@ -1,5 +1,5 @@
 //! Reading a real subnet's state from AWS CLI output, and reporting it in
-//! the vocabulary of AWS support's subnet analyzer (model reference §2).
+//! the vocabulary of AWS support's subnet analyzer (docs/sources.md §2).
 //!
 //! Inputs are exactly what the AWS CLI prints:
 //! - `aws ec2 describe-network-interfaces --filters Name=subnet-id,Values=…`
@@ -135,6 +135,9 @@ pub enum InspectError {
     },
     #[error("{file}: {message}")]
     Invalid { file: PathBuf, message: String },
+    /// A command-line argument (not a file) is wrong.
+    #[error("{arg}: {message}")]
+    Arg { arg: String, message: String },
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, InspectError> {
@@ -237,12 +240,27 @@ pub fn load(
     reservations_file: Option<&Path>,
 ) -> Result<Inspection, InspectError> {
     let meta = match subnet {
-        SubnetSource::Cidr(cidr, id) => SubnetMeta {
-            cidr,
-            subnet_id: id.map(str::to_string),
-            availability_zone: None,
-            available_ip_address_count: None,
-        },
+        SubnetSource::Cidr(cidr, id) => {
+            let arg = |message: String| InspectError::Arg {
+                arg: "--cidr".into(),
+                message,
+            };
+            if cidr.trunc() != cidr {
+                return Err(arg(format!(
+                    "{cidr} has host bits set; write {}",
+                    cidr.trunc()
+                )));
+            }
+            if let Err(e) = Subnet::new(cidr, Vec::new()) {
+                return Err(arg(e.to_string()));
+            }
+            SubnetMeta {
+                cidr,
+                subnet_id: id.map(str::to_string),
+                availability_zone: None,
+                available_ip_address_count: None,
+            }
+        }
         SubnetSource::File(path, want) => {
             let d: DescribeSubnets = read_json(path)?;
             let pick = match want {
@@ -275,6 +293,12 @@ pub fn load(
             let cidr: Ipv4Net = cidr_text.parse().map_err(|_| {
                 invalid(path, format!("CidrBlock `{cidr_text}` is not an IPv4 CIDR"))
             })?;
+            if cidr.trunc() != cidr {
+                return Err(invalid(path, format!("CidrBlock {cidr} has host bits set")));
+            }
+            if let Err(e) = Subnet::new(cidr, Vec::new()) {
+                return Err(invalid(path, format!("CidrBlock: {e}")));
+            }
             SubnetMeta {
                 cidr,
                 subnet_id: pick.subnet_id.clone(),
@@ -320,14 +344,30 @@ pub fn load(
             );
         }
     }
-    let s = Subnet::new(meta.cidr, reservations)
-        .map_err(|e| invalid(reservations_file.unwrap_or(enis_file), e.to_string()))?;
+    // The subnet's own CIDR was checked above: what fails here is a
+    // reservation.
+    let s = Subnet::new(meta.cidr, reservations).map_err(|e| {
+        invalid(
+            reservations_file.expect("only reservations can fail here"),
+            format!("SubnetIpv4CidrReservations: {e}"),
+        )
+    })?;
     let mut ec2 = Ec2::new(Ec2Config::default());
     let sid = ec2.add_subnet(s);
 
     let d: DescribeNetworkInterfaces = read_json(enis_file)?;
     let mut owners: BTreeMap<&'static str, (u32, u32, u32)> = BTreeMap::new();
+    let mut seen_ids: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, eni) in d.network_interfaces.iter().enumerate() {
+        if let Some(first) = seen_ids.insert(eni.network_interface_id.as_str(), i) {
+            return Err(invalid(
+                enis_file,
+                format!(
+                    "NetworkInterfaces[{i}].NetworkInterfaceId: {} is listed twice (also NetworkInterfaces[{first}])",
+                    eni.network_interface_id
+                ),
+            ));
+        }
         // A file covering several subnets: keep this subnet's ENIs.
         if let (Some(want), Some(have)) = (&meta.subnet_id, &eni.subnet_id) {
             if want != have {
@@ -356,6 +396,21 @@ pub fn load(
                 )
             })?;
             ips.push((a, p.primary));
+        }
+        let primaries: Vec<usize> = ips
+            .iter()
+            .enumerate()
+            .filter(|(_, &(_, p))| p)
+            .map(|(j, _)| j)
+            .collect();
+        if primaries.len() > 1 {
+            return Err(invalid(
+                enis_file,
+                format!(
+                    "NetworkInterfaces[{i}].PrivateIpAddresses[{}]: a second primary address ({}); an ENI has one",
+                    primaries[1], ips[primaries[1]].0
+                ),
+            ));
         }
         if ips.is_empty() {
             // An ENI always has a primary; tolerate the short form.

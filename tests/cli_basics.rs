@@ -31,17 +31,37 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn max_pods_prints_one_integer() {
     for (args, want) in [
-        (vec!["max-pods", "m5.large"], "29"),
+        (vec!["max-pods", "m5.large", "--secondary-ip"], "29"),
+        (vec!["max-pods", "m5.large"], "110"),
         (vec!["max-pods", "m5.large", "--prefix-delegation"], "110"),
         (vec!["max-pods", "t3.medium", "--prefix-delegation"], "110"),
-        (vec!["max-pods", "m5.xlarge"], "58"),
+        (vec!["max-pods", "m5.xlarge", "--secondary-ip"], "58"),
         (
             vec!["max-pods", "c5.18xlarge", "--prefix-delegation"],
             "250",
         ),
-        (vec!["max-pods", "m5.4xlarge", "--show-max-allowed"], "234"),
-        (vec!["max-pods", "m5.large", "--custom-networking"], "20"),
-        (vec!["max-pods", "m5.large", "--max-eni", "1"], "11"),
+        (
+            vec![
+                "max-pods",
+                "m5.4xlarge",
+                "--show-max-allowed",
+                "--secondary-ip",
+            ],
+            "234",
+        ),
+        (
+            vec![
+                "max-pods",
+                "m5.large",
+                "--custom-networking",
+                "--secondary-ip",
+            ],
+            "20",
+        ),
+        (
+            vec!["max-pods", "m5.large", "--max-eni", "1", "--secondary-ip"],
+            "11",
+        ),
     ] {
         let o = run(&args);
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));
@@ -259,7 +279,7 @@ fn node_json_has_the_documented_fields() {
 fn node_bad_input_exits_2() {
     let o = run(&["node", "m5.large", "--pods", "200"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("max pods (110)"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("max pods 110"), "{}", stderr(&o));
     let o = run(&["node", "m9.large", "--pods", "2"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("nearest"), "{}", stderr(&o));

@@ -309,3 +309,165 @@ fn a_second_run_into_the_same_folder_fails_at_once() {
     assert_whole(&out, 42);
     assert_eq!(leftovers(d.path()), Vec::<String>::new());
 }
+
+#[test]
+fn inspect_blames_the_right_input() {
+    let e = "docs/examples/inspect/enis.json";
+    let o = run(&["inspect", "--cidr", "10.0.0.0/8", "--enis", e]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--cidr: subnet 10.0.0.0/8"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("enis.json"), "{}", stderr(&o));
+    let o = run(&["inspect", "--cidr", "10.0.8.5/24", "--enis", e]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("10.0.8.5/24 has host bits set; write 10.0.8.0/24"),
+        "{}",
+        stderr(&o)
+    );
+    // Duplicate ENI ids and two primaries on one ENI, with the JSON path.
+    let d = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join(e)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut list = v["NetworkInterfaces"].as_array().unwrap().clone();
+    list.push(list[0].clone());
+    let dup = d.path().join("dup.json");
+    std::fs::write(
+        &dup,
+        serde_json::json!({ "NetworkInterfaces": list }).to_string(),
+    )
+    .unwrap();
+    let o = run(&[
+        "inspect",
+        "--cidr",
+        "10.0.8.0/24",
+        "--enis",
+        dup.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let n = list.len() - 1;
+    assert!(
+        stderr(&o).contains(&format!(
+            "NetworkInterfaces[{n}].NetworkInterfaceId: eni-00000000000000001 is listed twice (also NetworkInterfaces[0])"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    let two = serde_json::json!({"NetworkInterfaces": [{
+        "NetworkInterfaceId": "eni-2",
+        "PrivateIpAddresses": [
+            {"PrivateIpAddress": "10.0.8.20", "Primary": true},
+            {"PrivateIpAddress": "10.0.8.21", "Primary": true}
+        ]
+    }]});
+    let f = d.path().join("two.json");
+    std::fs::write(&f, two.to_string()).unwrap();
+    let o = run(&[
+        "inspect",
+        "--cidr",
+        "10.0.8.0/24",
+        "--enis",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("NetworkInterfaces[0].PrivateIpAddresses[1]: a second primary address"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn max_pods_and_node_share_one_default_mode() {
+    let out = |args: &[&str]| {
+        let o = run(args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert_eq!(out(&["max-pods", "m5.large"]).trim(), "110");
+    assert_eq!(
+        out(&["max-pods", "m5.large", "--prefix-delegation"]).trim(),
+        "110"
+    );
+    assert_eq!(
+        out(&["max-pods", "m5.large", "--secondary-ip"]).trim(),
+        "29"
+    );
+    assert!(out(&["node", "m5.large", "--pods", "10"]).contains("prefix delegation"));
+    assert!(out(&["node", "m5.large", "--pods", "10", "--secondary-ip"]).contains("secondary ip"));
+    // 29 max pods hold 27 pods with an address: the other 2 are host-network.
+    let o = run(&["node", "m5.large", "--pods", "29", "--secondary-ip"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("at most 27 pods with their own address"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["node", "m5.large", "--pods", "27", "--secondary-ip"]);
+    assert!(o.status.success());
+    assert!(!stderr(&o).contains("only"), "{}", stderr(&o));
+}
+
+#[test]
+fn messages_speak_the_users_words() {
+    refused(
+        &OK.replace(
+            "  - name: p\n    instance_type: m5.large\n    subnets: [a]\n    size: 1\n",
+            "  - p\n",
+        ),
+        &[
+            "node_pools[0]",
+            "expected a node pool (a map with name, instance_type, subnets, size)",
+        ],
+    );
+    assert!(!OK.contains("Raw"));
+    // A duplicate key is reported at its own line, not its parent's.
+    refused(
+        &OK.replace("duration: 10m\n", "duration: 10m\nduration: 20m\n"),
+        &["s.yaml:3", "duplicate field `duration`"],
+    );
+    // Invalid UTF-8: the line and byte offset.
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("s.yaml");
+    let mut bytes = OK.as_bytes().to_vec();
+    bytes.extend_from_slice(b"description: \"\xff\"\n");
+    std::fs::write(&f, bytes).unwrap();
+    let o = run(&["validate", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let at = OK.len() + "description: \"".len();
+    assert!(
+        stderr(&o).contains(&format!(
+            "s.yaml:15: not UTF-8 text: invalid byte 0xff at byte offset {at}"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["instance-types", "--family", "m55"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no instance family `m55`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn docs_cite_primary_sources_not_the_steering_folder() {
+    // A user's clone has no ../shared: docs cite the sources themselves.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    files.push(root().join("README.md"));
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for bad in ["../shared", "model-reference", "model reference"] {
+            assert!(!text.contains(bad), "{} mentions {bad}", f.display());
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! EC2's address operations over a set of subnets, with EC2's semantics
-//! (model reference §1):
+//! (docs/sources.md §1):
 //!
 //! - `create_eni`: one primary /32 placed by EC2; optionally N prefixes in
 //!   the same call, all or nothing (`InvalidParameterValue` when they cannot
@@ -174,7 +174,7 @@ pub struct EniInfo {
     pub prefixes: Vec<u32>,
 }
 
-/// The knobs for what EC2 does not document (model reference §1).
+/// The knobs for what EC2 does not document (docs/sources.md §1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ec2Config {

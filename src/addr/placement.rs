@@ -1,5 +1,5 @@
 //! Where EC2 puts an automatic address or prefix. EC2 does not document it
-//! (model reference §1): single addresses are reported to land at random
+//! (docs/sources.md §1): single addresses are reported to land at random
 //! (CNI issue #2313), so `random` is the default for both; `lowest` is there
 //! to bound the problem from the other side (a perfectly packing allocator).
 

@@ -2,7 +2,7 @@
 //! simulator reads after every event kept current incrementally.
 //!
 //! Vocabulary and classification follow AWS support's subnet analyzer
-//! (`subnet_frag.py`, model reference §2); the address rules follow the VPC
+//! (`subnet_frag.py`, docs/sources.md §2); the address rules follow the VPC
 //! user guide (§1). This module knows nothing of ENIs, nodes or pods: it
 //! only marks addresses and /28 blocks taken or free and answers placement
 //! questions. Ownership lives one layer up, in [`crate::addr::ec2`].

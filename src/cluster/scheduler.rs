@@ -1,6 +1,6 @@
 //! kube-scheduler's node choice as a placement policy over an index of
 //! Ready nodes ordered by allocation, so binding a pod does not scan every
-//! node (model reference §6: `NodeResourcesFit`, LeastAllocated by default).
+//! node (docs/sources.md §6: `NodeResourcesFit`, LeastAllocated by default).
 
 use std::collections::BTreeSet;
 

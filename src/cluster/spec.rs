@@ -16,7 +16,7 @@ use crate::time::Ms;
 #[serde(deny_unknown_fields, default)]
 pub struct KubeletConfig {
     /// First retry after a failed sandbox (`failed to assign an IP address
-    /// to container`). Default 10s (model reference §4).
+    /// to container`). Default 10s (docs/sources.md §4).
     pub retry_base: Ms,
     /// The back-off doubles per failure up to this. Default 5m (kubelet's
     /// maximum container back-off; not documented for sandboxes: a knob).
@@ -32,7 +32,7 @@ impl Default for KubeletConfig {
     }
 }
 
-/// Node launch timing (model reference §5).
+/// Node launch timing (docs/sources.md §5).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeTiming {
@@ -62,7 +62,7 @@ impl Default for NodeTiming {
     }
 }
 
-/// kube-scheduler's `NodeResourcesFit` scoring (model reference §6).
+/// kube-scheduler's `NodeResourcesFit` scoring (docs/sources.md §6).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scoring {

@@ -1,5 +1,5 @@
 //! The VPC CNI's settings (environment variables of `aws-node`) and the
-//! timing constants of ipamd, with their defaults (model reference §4).
+//! timing constants of ipamd, with their defaults (docs/sources.md §4).
 
 use serde::{Deserialize, Serialize};
 

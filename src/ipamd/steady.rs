@@ -45,11 +45,15 @@ pub struct SteadyReport {
 pub enum SteadyError {
     #[error("{0}")]
     BadSetting(String),
-    #[error("--pods {pods} is more than the node's max pods ({max_pods})")]
+    #[error("--pods {pods}: at most {} pods with their own address fit: max pods {max_pods} counts the 2 host-network pods (aws-node, kube-proxy)", max_pods.saturating_sub(HOST_NETWORK_PODS))]
     TooManyPods { pods: u32, max_pods: u32 },
     #[error("the pool did not settle within {0} decisions: it keeps allocating and releasing (the CNI does this with WARM_PREFIX_TARGET=0 and no pods; set WARM_PREFIX_TARGET >= 1 or an IP target)")]
     NoSettle(u32),
 }
+
+/// Host-network DaemonSet pods every node runs (aws-node, kube-proxy):
+/// counted by max pods, given no address.
+pub const HOST_NETWORK_PODS: u32 = 2;
 
 /// Decisions after which a pool that keeps acting is declared unsettled.
 const MAX_DECISIONS: u32 = 20_000;
@@ -233,7 +237,9 @@ pub fn steady_state(
     max_pods: u32,
     seed: u64,
 ) -> Result<SteadyReport, SteadyError> {
-    if pods > max_pods {
+    // Max pods counts the two host-network DaemonSet pods (aws-node,
+    // kube-proxy), which take no address: the "+2" of the formula.
+    if pods > max_pods.saturating_sub(HOST_NETWORK_PODS) {
         return Err(SteadyError::TooManyPods { pods, max_pods });
     }
     let mut h = NodeHarness::new(t, cfg, max_pods, seed);
@@ -249,7 +255,8 @@ pub fn steady_state(
             h.settle()?;
             if h.add_pod().is_none() {
                 h.notes.push(format!(
-                    "only {running} of {pods} pods got an address: the node's ENIs and slots are exhausted"
+                    "only {running} of {pods} pods got an address: the node's usable ENIs and slots hold {} addresses",
+                    h.ipam.stats().total
                 ));
                 break;
             }

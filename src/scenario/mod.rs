@@ -416,16 +416,112 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
 
 /// Reads and validates a scenario file.
 pub fn load(path: &FsPath) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+    let one = |line: Option<usize>, message: String| ScenarioError {
         file: path.to_path_buf(),
         problems: vec![Problem {
-            line: None,
+            line,
             column: None,
             field: String::new(),
-            message: format!("cannot read: {e}"),
+            message,
         }],
+    };
+    let bytes = std::fs::read(path).map_err(|e| one(None, format!("cannot read: {e}")))?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(one(
+            None,
+            format!("the file is over {} MiB", MAX_FILE_BYTES >> 20),
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        one(
+            Some(line),
+            format!(
+                "not UTF-8 text: invalid byte 0x{:02x} at byte offset {at}",
+                bytes[at]
+            ),
+        )
     })?;
     parse(&text, path)
+}
+
+/// serde's words for types, in the words of the scenario reference.
+fn humanize(msg: &str) -> String {
+    const NAMES: [(&str, &str); 12] = [
+        (
+            "struct RawScenario",
+            "a scenario (a map of fields: name, duration, subnets, node_pools, ...)",
+        ),
+        ("struct RawSubnet", "a subnet (a map with name, cidr, zone)"),
+        (
+            "struct RawNodePool",
+            "a node pool (a map with name, instance_type, subnets, size)",
+        ),
+        (
+            "struct RawWorkload",
+            "a workload (a map with name, replicas)",
+        ),
+        (
+            "struct RawReservation",
+            "a reservation (a map with cidr and type)",
+        ),
+        (
+            "struct RawConsumer",
+            "a consumer group (a map with kind and count)",
+        ),
+        ("struct CniConfig", "the vpc_cni settings (a map)"),
+        ("struct Ec2Config", "the ec2 settings (a map)"),
+        ("struct KubeletConfig", "the kubelet settings (a map)"),
+        ("struct NodeTiming", "the nodes settings (a map)"),
+        ("struct SchedulerConfig", "the scheduler settings (a map)"),
+        (
+            "struct InstanceType",
+            "an instance type (a map with instance_type, enis, ipv4_per_eni, hypervisor)",
+        ),
+    ];
+    let mut m = msg.to_string();
+    for (from, to) in NAMES {
+        m = m.replace(from, to);
+    }
+    m.replace(
+        "expected a sequence",
+        "expected a list (`- item` lines, or [a, b])",
+    )
+    .replace(
+        "expected u32",
+        "expected a whole number from 0 to 4294967295",
+    )
+    .replace(
+        "expected u64",
+        "expected a whole number from 0 to 18446744073709551615",
+    )
+    .replace("expected a borrowed string", "expected a string")
+}
+
+/// The line of the second `key:` at the indentation of its first: where a
+/// duplicate key is (serde_yaml reports the map that holds it).
+fn duplicate_line(text: &str, key: &str) -> Option<usize> {
+    let mut first_indent: Option<usize> = None;
+    for (i, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches([' ', '-']);
+        let indent = line.len() - body.len();
+        let k = body
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches(['"', '\'']);
+        if k == key && body.contains(':') {
+            match first_indent {
+                None => first_indent = Some(indent),
+                Some(f) if f == indent => return Some(i + 1),
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 /// Validates scenario text; `file` names it in errors.
@@ -443,14 +539,24 @@ pub fn parse(text: &str, file: &FsPath) -> Result<Scenario, ScenarioError> {
             None => msg,
         };
         let (field, message) = match msg.split_once(": ") {
-            Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
-            _ => (String::new(), msg),
+            Some((f, m)) if !f.contains(' ') => (f.to_string(), humanize(m)),
+            _ => (String::new(), humanize(&msg)),
         };
+        let mut line = loc.as_ref().map(|l| l.line());
+        let mut column = loc.as_ref().map(|l| l.column());
+        let dup = message
+            .strip_prefix("duplicate field `")
+            .or_else(|| message.strip_prefix("duplicate entry with key \""))
+            .and_then(|r| r.split(['`', '"']).next());
+        if let Some(l) = dup.and_then(|k| duplicate_line(text, k)) {
+            line = Some(l);
+            column = None;
+        }
         ScenarioError {
             file: file.to_path_buf(),
             problems: vec![Problem {
-                line: loc.as_ref().map(|l| l.line()),
-                column: loc.as_ref().map(|l| l.column()),
+                line,
+                column,
                 field,
                 message,
             }],

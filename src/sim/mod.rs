@@ -1126,7 +1126,7 @@ pub fn eni_name(serial: u64) -> String {
 }
 
 /// Half the boots uniform in [min, median], half in [median, max]: the
-/// median and range of model reference §5.
+/// median and range of docs/sources.md §5.
 fn boot_time(r: &mut ChaCha8Rng, min: Ms, median: Ms, max: Ms) -> Ms {
     if r.gen_bool(0.5) {
         Ms(r.gen_range(min.0..=median.0))
