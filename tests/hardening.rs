@@ -471,3 +471,65 @@ fn docs_cite_primary_sources_not_the_steering_folder() {
         }
     }
 }
+
+#[test]
+fn consumer_enis_are_traceable_in_the_event_log() {
+    // A block lost to a Lambda ENI can be traced: every consumer ENI's
+    // creation and deletion is logged with its kind, ENI and address.
+    let d = tempfile::tempdir().unwrap();
+    assert!(run_set(&d.path().join("o"), "42", None).status.success());
+    let ev = std::fs::read_to_string(d.path().join("o/events.csv")).unwrap();
+    let created: Vec<&str> = ev
+        .lines()
+        .filter(|l| l.contains(",consumer_created,"))
+        .collect();
+    let deleted: Vec<&str> = ev
+        .lines()
+        .filter(|l| l.contains(",consumer_deleted,"))
+        .collect();
+    assert!(created
+        .iter()
+        .any(|l| l.contains("lambda eni-") && l.contains(" at 10.0.0.")));
+    assert!(deleted
+        .iter()
+        .any(|l| l.contains("elb eni-") && l.contains(" at 10.0.0.")));
+    // Each deletion names an ENI created before.
+    for l in &deleted {
+        let eni = l
+            .split_whitespace()
+            .find(|w| w.starts_with("eni-"))
+            .unwrap();
+        assert!(created.iter().any(|c| c.contains(eni)), "{l}");
+    }
+}
+
+#[test]
+fn node_with_large_targets_says_what_is_true() {
+    for args in [
+        &[
+            "node",
+            "m5.large",
+            "--pods",
+            "10",
+            "--warm-ip-target",
+            "60000",
+        ][..],
+        &[
+            "node",
+            "m5.large",
+            "--pods",
+            "10",
+            "--secondary-ip",
+            "--warm-eni-target",
+            "100",
+        ][..],
+    ] {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("WARM_PREFIX_TARGET=0"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
