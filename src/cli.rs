@@ -451,19 +451,20 @@ fn cmd_run(a: RunArgs) -> Result<()> {
             sc.sample_every = d;
         }
         // The file's checks hold for the override too.
-        let problems: Vec<scenario::Problem> = scenario::check_timing(sc.duration, sc.sample_every)
-            .into_iter()
-            .map(|(field, message)| scenario::Problem {
-                line: None,
-                column: None,
-                field: if field == "duration" {
-                    "--duration".to_string()
-                } else {
-                    format!("{field} (with --duration {d})")
-                },
-                message,
-            })
-            .collect();
+        let problems: Vec<scenario::Problem> =
+            scenario::check_timing(sc.duration, sc.sample_every, sc.warmup)
+                .into_iter()
+                .map(|(field, message)| scenario::Problem {
+                    line: None,
+                    column: None,
+                    field: if field == "duration" {
+                        "--duration".to_string()
+                    } else {
+                        format!("{field} (with --duration {d})")
+                    },
+                    message,
+                })
+                .collect();
         if !problems.is_empty() {
             return Err(ScenarioError {
                 file: a.file.clone(),

@@ -132,7 +132,8 @@ fn check_scenario(text: &str) -> bool {
     };
     sc.duration = sc.duration.min(Ms::from_secs(600));
     sc.sample_every = sc.sample_every.min(sc.duration);
-    assert!(scenario::check_timing(sc.duration, sc.sample_every).is_empty());
+    sc.warmup = sc.warmup.min(sc.duration - Ms(1));
+    assert!(scenario::check_timing(sc.duration, sc.sample_every, sc.warmup).is_empty());
     let r = Simulation::new(&sc, 1).run_into(&mut NullSink, &mut |_| {});
     assert_eq!(r.summary.simulated_duration, sc.duration);
     for s in &r.chart_samples {

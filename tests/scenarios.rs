@@ -22,14 +22,16 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-const FILES: [&str; 7] = [
+const FILES: [&str; 9] = [
     "timeseries.csv",
     "events.csv",
     "summary.json",
     "final-state.json",
     "final-subnets.json",
     "free-ips.png",
+    "free-ips.svg",
     "subnet-map.png",
+    "subnet-map.svg",
 ];
 
 fn run_into(scenario: &str, out: &Path, extra: &[&str]) -> Output {

@@ -999,6 +999,16 @@ impl NodeIpam {
             .collect()
     }
 
+    /// The delegated prefixes (subnet, block) that hold at least one pod.
+    pub fn prefixes_in_use(&self) -> impl Iterator<Item = (SubnetId, u32)> + '_ {
+        self.enis.iter().flat_map(|e| {
+            e.cidrs
+                .iter()
+                .filter(|c| c.prefix && c.assigned != 0)
+                .map(move |c| (e.subnet, c.base / IPS_PER_PREFIX))
+        })
+    }
+
     /// Subnet addresses this node holds: its ENIs' primaries plus every
     /// prefix (16 each) or secondary address.
     pub fn subnet_addresses(&self) -> u32 {

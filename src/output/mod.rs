@@ -228,8 +228,12 @@ pub fn render(r: &RunResult) -> Result<Rendered, OutputError> {
             .collect(),
     };
     files.push(("final-subnets.json", json_bytes(&subnets)));
-    files.push(("free-ips.png", charts::free_ips_png(r)?));
-    files.push(("subnet-map.png", charts::subnet_map_png(r)?));
+    let (png, svg) = charts::free_ips(r)?;
+    files.push(("free-ips.png", png));
+    files.push(("free-ips.svg", svg));
+    let (png, svg) = charts::subnet_map(r)?;
+    files.push(("subnet-map.png", png));
+    files.push(("subnet-map.svg", svg));
     Ok(Rendered { files })
 }
 

@@ -45,6 +45,11 @@ pub struct RawScenario {
     /// Interval between rows of `timeseries.csv`.
     #[serde(default = "default_sample")]
     pub sample_every: Ms,
+    /// The start-up transient to leave out of the summary: failures, the
+    /// worst moment, first failure and peak waiting count from here on.
+    /// Charts still show it, shaded. Default 0.
+    #[serde(default)]
+    pub warmup: Ms,
     /// VPC CNI settings (aws-node environment).
     #[serde(default)]
     pub vpc_cni: CniConfig,
@@ -98,8 +103,14 @@ pub fn is_identifier(name: &str) -> bool {
 
 /// The checks on duration and sampling, applied to the file and again after
 /// `--duration` overrides it.
-pub fn check_timing(duration: Ms, sample_every: Ms) -> Vec<(&'static str, String)> {
+pub fn check_timing(duration: Ms, sample_every: Ms, warmup: Ms) -> Vec<(&'static str, String)> {
     let mut bad = Vec::new();
+    if warmup >= duration && duration > Ms::ZERO {
+        bad.push((
+            "warmup",
+            format!("{warmup} leaves nothing of the duration {duration}; make it shorter"),
+        ));
+    }
     if duration == Ms::ZERO {
         bad.push(("duration", "must be more than 0 (e.g. 2h)".to_string()));
     } else if duration > MAX_DURATION {
@@ -295,6 +306,8 @@ pub struct Scenario {
     pub seed: u64,
     pub duration: Ms,
     pub sample_every: Ms,
+    /// See [`RawScenario::warmup`].
+    pub warmup: Ms,
     pub cluster: ClusterSpec,
     /// Notes worth telling the user (e.g. a CNI setting the CNI does not
     /// support, PD falling back on a Xen type).
@@ -597,7 +610,7 @@ fn check_unique<'a>(c: &mut Checker, what: &str, names: impl Iterator<Item = &'a
 
 fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
     let root = Path::default();
-    for (field, msg) in check_timing(raw.duration, raw.sample_every) {
+    for (field, msg) in check_timing(raw.duration, raw.sample_every, raw.warmup) {
         c.err(&root.key(field), msg);
     }
     for (field, msg) in raw.vpc_cni.check() {
@@ -954,6 +967,7 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
         seed: raw.seed,
         duration: raw.duration,
         sample_every: raw.sample_every,
+        warmup: raw.warmup,
         cluster: ClusterSpec {
             cni: raw.vpc_cni,
             ec2: raw.ec2,

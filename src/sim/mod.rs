@@ -21,7 +21,7 @@ use crate::engine::{stream, EventQueue};
 use crate::ipamd::{policy, EniSubnets, IpamEvent, IpamSpec, NodeIpam, PodAddr};
 use crate::scenario::Scenario;
 use crate::time::Ms;
-use observe::{EventRow, FailedCall, Observer, RowSink, RunResult};
+use observe::{EventRow, FailedCall, Holder, Observer, RowSink, RunResult};
 
 /// Everything that can happen. Handlers are in `Simulation::handle`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -274,6 +274,7 @@ impl Simulation {
             seed,
             scenario.duration,
             scenario.sample_every,
+            scenario.warmup,
         );
         sim.init();
         sim
@@ -389,7 +390,11 @@ impl Simulation {
         let mut n = 0u64;
         while let Some((at, ev)) = self.queue.pop_until(end) {
             self.handle(at, ev);
-            self.observer.after_event(at, &self.ec2, &self.gauges);
+            let (ec2, nodes) = (&self.ec2, &self.nodes);
+            self.observer
+                .after_event(at, ec2, &self.gauges, &mut |si, out| {
+                    fill_holders(ec2, nodes, si, out)
+                });
             self.observer.drain(sink);
             n += 1;
             if n.is_multiple_of(4096) {
@@ -404,7 +409,11 @@ impl Simulation {
         self.observer
             .sample(end, &self.ec2, &self.gauges, pending, true);
         let final_enis = observe::describe_enis(&self.ec2, &self.spec, &self.name);
-        self.observer.finish(&self.ec2, processed, final_enis, sink)
+        let (ec2, nodes) = (&self.ec2, &self.nodes);
+        self.observer
+            .finish(ec2, processed, final_enis, sink, &mut |si, out| {
+                fill_holders(ec2, nodes, si, out)
+            })
     }
 
     fn handle(&mut self, at: Ms, ev: Event) {
@@ -1112,6 +1121,46 @@ impl Simulation {
                 group: gi,
             },
         );
+    }
+}
+
+/// What holds each address of subnet `si`: ENI primaries by owner kind,
+/// secondary addresses, prefixes (in use when a pod holds an address in
+/// them), AWS-reserved addresses. O(ENIs + addresses); run only when a new
+/// worst moment is reached and at the end.
+fn fill_holders(ec2: &Ec2, nodes: &[Option<Node>], si: usize, out: &mut Vec<Holder>) {
+    let sid = SubnetId(si as u32);
+    let s = ec2.subnet(sid);
+    out.clear();
+    out.resize(s.size() as usize, Holder::Free);
+    for off in 0..s.size() {
+        if s.is_aws_reserved(off) {
+            out[off as usize] = Holder::AwsReserved;
+        }
+    }
+    for (_, e) in ec2.enis().filter(|(_, e)| e.subnet == sid) {
+        let kind = e.owner.kind;
+        out[e.primary as usize] = Holder::of_primary(kind);
+        let node_eni = matches!(kind, OwnerKind::Ec2Primary | OwnerKind::EksPod);
+        for &off in &e.secondary {
+            out[off as usize] = if node_eni {
+                Holder::SecondaryIp
+            } else {
+                Holder::of_primary(kind)
+            };
+        }
+        for &b in &e.prefixes {
+            let base = (b * 16) as usize;
+            out[base..base + 16].fill(Holder::PrefixUnused);
+        }
+    }
+    for ipam in nodes.iter().flatten().filter_map(|n| n.ipam.as_ref()) {
+        for (sub, b) in ipam.prefixes_in_use() {
+            if sub == sid {
+                let base = (b * 16) as usize;
+                out[base..base + 16].fill(Holder::PrefixInUse);
+            }
+        }
     }
 }
 

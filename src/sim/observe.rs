@@ -115,6 +115,69 @@ struct FailureRun {
     unit: &'static str,
 }
 
+/// What holds an address, for the address-level subnet map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Holder {
+    Free,
+    AwsReserved,
+    /// An instance's primary ENI: the node's own address.
+    NodePrimary,
+    /// The primary of another ENI (one the CNI attached, or another
+    /// attached ENI).
+    EniPrimary,
+    /// A delegated prefix with at least one pod address assigned.
+    PrefixInUse,
+    /// A delegated prefix with no pod on it.
+    PrefixUnused,
+    /// A secondary address of a node ENI (secondary-IP mode).
+    SecondaryIp,
+    LoadBalancer,
+    Lambda,
+    Endpoint,
+    ControlPlane,
+    Other,
+}
+
+impl Holder {
+    pub const ALL: [Holder; 12] = [
+        Holder::NodePrimary,
+        Holder::EniPrimary,
+        Holder::PrefixInUse,
+        Holder::PrefixUnused,
+        Holder::SecondaryIp,
+        Holder::LoadBalancer,
+        Holder::Lambda,
+        Holder::Endpoint,
+        Holder::ControlPlane,
+        Holder::Other,
+        Holder::AwsReserved,
+        Holder::Free,
+    ];
+
+    /// The holder of an ENI's primary address, by owner kind.
+    pub fn of_primary(kind: OwnerKind) -> Holder {
+        match kind {
+            OwnerKind::Ec2Primary => Holder::NodePrimary,
+            OwnerKind::EksPod | OwnerKind::Ec2Secondary | OwnerKind::Trunk | OwnerKind::Branch => {
+                Holder::EniPrimary
+            }
+            OwnerKind::Elb | OwnerKind::Nlb => Holder::LoadBalancer,
+            OwnerKind::Lambda => Holder::Lambda,
+            OwnerKind::VpcEndpoint => Holder::Endpoint,
+            OwnerKind::EksManaged => Holder::ControlPlane,
+            OwnerKind::NatGateway
+            | OwnerKind::Efs
+            | OwnerKind::Rds
+            | OwnerKind::Orphaned
+            | OwnerKind::Other => Holder::Other,
+        }
+    }
+}
+
+/// Subnets up to this many addresses (a /22) get an address-level map;
+/// larger ones a block-level map.
+pub const ADDRESS_MAP_MAX: u32 = 1024;
+
 /// A subnet's blocks at one moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
@@ -123,6 +186,11 @@ pub struct Snapshot {
     pub free_ips: u32,
     pub classes: Vec<BlockClass>,
     pub in_reservation: Vec<bool>,
+    /// Per address, what holds it (subnets up to [`ADDRESS_MAP_MAX`]
+    /// addresses; empty for larger ones).
+    pub holders: Vec<Holder>,
+    /// Taken at the first `InsufficientCidrBlocks` after warm-up.
+    pub at_failure: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -130,15 +198,20 @@ pub struct SubnetInfo {
     pub name: String,
     pub cidr: String,
     pub zone: String,
+    /// Its reservations, as `10.0.0.128/25 prefix, ...` (empty: none).
+    pub reservations: String,
 }
 
 /// `summary.json`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
     pub scenario: String,
     pub seed: u64,
     pub simulated_duration: Ms,
     pub simulated_seconds: u64,
+    /// The warm-up left out of everything below (failures, first failure,
+    /// minimum blocks, peak waiting count from its end).
+    pub warmup: Ms,
     pub failures: FailureCounts,
     pub failures_by_subnet: Vec<SubnetFailures>,
     pub first_insufficient_cidr_blocks: Option<TimeAndSubnet>,
@@ -192,7 +265,7 @@ pub struct SubnetMinimum {
     pub free_ips_then: u32,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct PeakWaiting {
     pub pods: u32,
     pub time_s: f64,
@@ -236,6 +309,10 @@ pub const CHART_SAMPLES: u64 = 4_000;
 /// Everything a run produced besides the streamed rows.
 pub struct RunResult {
     pub subnets: Vec<SubnetInfo>,
+    /// The scenario's warm-up (left out of the summary, shaded in charts).
+    pub warmup: Ms,
+    /// The settings that matter, for chart subtitles.
+    pub subtitle: String,
     /// Samples for the charts: every `chart_stride`-th row of
     /// `timeseries.csv` and the last (cumulative counts stay exact).
     pub chart_samples: Vec<SampleRow>,
@@ -270,6 +347,11 @@ pub struct Observer {
     totals: FailureCounts,
     by_subnet: Vec<FailureCounts>,
     first_icb: Option<(Ms, u32)>,
+    /// The subnet of the first `InsufficientCidrBlocks` after warm-up, set
+    /// during the event that had it.
+    first_icb_now: Option<u32>,
+    warmup: Ms,
+    subtitle: String,
     worst: Vec<Snapshot>,
     peak_waiting: (u32, Ms),
     scenario: String,
@@ -277,14 +359,37 @@ pub struct Observer {
     duration: Ms,
 }
 
-fn snapshot(ec2: &Ec2, si: usize, time: Ms) -> Snapshot {
+/// Fills a subnet's holder map (the simulation knows which prefixes have
+/// pods): `fill(subnet, buffer)`.
+pub type FillHolders<'a> = dyn FnMut(usize, &mut Vec<Holder>) + 'a;
+
+fn snapshot(ec2: &Ec2, si: usize, time: Ms, fill: &mut FillHolders) -> Snapshot {
     let s = ec2.subnet(SubnetId(si as u32));
+    let mut holders = Vec::new();
+    if s.size() <= ADDRESS_MAP_MAX {
+        fill(si, &mut holders);
+    }
     Snapshot {
         time,
         delegatable: ec2.delegatable_blocks(SubnetId(si as u32)),
         free_ips: s.free_ips(),
         classes: s.classes().to_vec(),
         in_reservation: s.in_reservation_map().to_vec(),
+        holders,
+        at_failure: false,
+    }
+}
+
+/// Copies the subnet's state into `w`, reusing its buffers.
+fn recapture(w: &mut Snapshot, ec2: &Ec2, si: usize, at: Ms, fill: &mut FillHolders) {
+    let s = ec2.subnet(SubnetId(si as u32));
+    w.time = at;
+    w.delegatable = ec2.delegatable_blocks(SubnetId(si as u32));
+    w.free_ips = s.free_ips();
+    w.classes.copy_from_slice(s.classes());
+    w.in_reservation.copy_from_slice(s.in_reservation_map());
+    if s.size() <= ADDRESS_MAP_MAX {
+        fill(si, &mut w.holders);
     }
 }
 
@@ -298,6 +403,12 @@ impl Observer {
                     name: s.name.clone(),
                     cidr: s.cidr.to_string(),
                     zone: s.zone.clone(),
+                    reservations: s
+                        .reservations
+                        .iter()
+                        .map(|r| format!("{} {}", r.cidr, r.kind.name()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 })
                 .collect(),
             fallback: spec.ec2.prefix_reservation_fallback,
@@ -311,6 +422,9 @@ impl Observer {
             totals: FailureCounts::default(),
             by_subnet: vec![FailureCounts::default(); spec.subnets.len()],
             first_icb: None,
+            first_icb_now: None,
+            warmup: Ms::ZERO,
+            subtitle: subtitle(spec),
             worst: Vec::new(),
             peak_waiting: (0, Ms::ZERO),
             scenario: String::new(),
@@ -319,7 +433,15 @@ impl Observer {
         }
     }
 
-    pub fn set_run(&mut self, scenario: &str, seed: u64, duration: Ms, sample_every: Ms) {
+    pub fn set_run(
+        &mut self,
+        scenario: &str,
+        seed: u64,
+        duration: Ms,
+        sample_every: Ms,
+        warmup: Ms,
+    ) {
+        self.warmup = warmup;
         self.scenario = scenario.to_string();
         self.seed = seed;
         self.duration = duration;
@@ -350,11 +472,14 @@ impl Observer {
     /// consecutive failures (same node, operation, subnet and error), which
     /// becomes one `events.csv` row when it ends.
     pub fn failure(&mut self, time: Ms, f: FailedCall) {
-        for c in [&mut self.totals, &mut self.by_subnet[f.subnet as usize]] {
-            c.add(f.error);
-        }
-        if f.error == Ec2Error::InsufficientCidrBlocks && self.first_icb.is_none() {
-            self.first_icb = Some((time, f.subnet));
+        if time >= self.warmup {
+            for c in [&mut self.totals, &mut self.by_subnet[f.subnet as usize]] {
+                c.add(f.error);
+            }
+            if f.error == Ec2Error::InsufficientCidrBlocks && self.first_icb.is_none() {
+                self.first_icb = Some((time, f.subnet));
+                self.first_icb_now = Some(f.subnet);
+            }
         }
         let key = (f.node.unwrap_or(u32::MAX), f.op, f.subnet, f.error);
         let run = self.open_runs.entry(key).or_insert(FailureRun {
@@ -426,25 +551,34 @@ impl Observer {
         });
     }
 
-    /// After every event: keeps each subnet's worst moment (O(subnets)
-    /// unless a new minimum is reached) and the peak of pods waiting.
-    pub fn after_event(&mut self, at: Ms, ec2: &Ec2, gauges: &[SubnetGauges]) {
+    /// After every event: keeps each subnet's worst moment after warm-up
+    /// (fewest delegatable blocks, the first time reached; on a tie, the
+    /// first `InsufficientCidrBlocks` after warm-up) and the peak of pods
+    /// waiting. O(subnets) unless a new worst is reached.
+    pub fn after_event(
+        &mut self,
+        at: Ms,
+        ec2: &Ec2,
+        gauges: &[SubnetGauges],
+        fill: &mut FillHolders,
+    ) {
+        if at < self.warmup {
+            return;
+        }
         if self.worst.is_empty() {
             self.worst = (0..self.subnets.len())
-                .map(|i| snapshot(ec2, i, at))
+                .map(|i| snapshot(ec2, i, at, fill))
                 .collect();
         }
+        let first_failure = std::mem::take(&mut self.first_icb_now);
         for i in 0..self.subnets.len() {
             let d = ec2.delegatable_blocks(SubnetId(i as u32));
             let w = &mut self.worst[i];
-            if d < w.delegatable {
-                // Reuse the buffers: two slice copies, no allocation.
-                let s = ec2.subnet(SubnetId(i as u32));
-                w.time = at;
-                w.delegatable = d;
-                w.free_ips = s.free_ips();
-                w.classes.copy_from_slice(s.classes());
-                w.in_reservation.copy_from_slice(s.in_reservation_map());
+            let tie_at_failure =
+                first_failure == Some(i as u32) && d == w.delegatable && !w.at_failure;
+            if d < w.delegatable || tie_at_failure {
+                recapture(w, ec2, i, at, fill);
+                w.at_failure = first_failure == Some(i as u32);
             }
         }
         let waiting: u32 = gauges.iter().map(|g| g.pods_waiting_ip).sum();
@@ -504,10 +638,11 @@ impl Observer {
         processed: u64,
         final_enis: DescribeNetworkInterfaces,
         sink: &mut dyn RowSink,
+        fill: &mut FillHolders,
     ) -> RunResult {
         let end_t = self.duration;
         let end: Vec<Snapshot> = (0..self.subnets.len())
-            .map(|i| snapshot(ec2, i, end_t))
+            .map(|i| snapshot(ec2, i, end_t, fill))
             .collect();
         // Runs still open at the end are written now, in key order.
         for (k, run) in std::mem::take(&mut self.open_runs) {
@@ -528,6 +663,7 @@ impl Observer {
             seed: self.seed,
             simulated_duration: end_t,
             simulated_seconds: end_t.as_millis() / 1000,
+            warmup: self.warmup,
             failures: self.totals.clone(),
             failures_by_subnet: self
                 .subnets
@@ -560,6 +696,8 @@ impl Observer {
         };
         RunResult {
             subnets: self.subnets,
+            warmup: self.warmup,
+            subtitle: self.subtitle,
             chart_samples: self.chart_samples,
             worst,
             end,
@@ -567,6 +705,50 @@ impl Observer {
             final_enis,
         }
     }
+}
+
+/// The settings a chart pasted alone must state: CNI mode and targets,
+/// subnet discovery, node pools.
+fn subtitle(spec: &ClusterSpec) -> String {
+    let c = &spec.cni;
+    let mut parts = Vec::new();
+    if c.prefix_delegation {
+        parts.push("prefix delegation".to_string());
+        if c.ip_targets_defined() {
+            if let Some(w) = c.warm_ip_target.filter(|&w| w > 0) {
+                parts.push(format!("WARM_IP_TARGET={w}"));
+            }
+            if let Some(m) = c.minimum_ip_target.filter(|&m| m > 0) {
+                parts.push(format!("MINIMUM_IP_TARGET={m}"));
+            }
+        } else {
+            parts.push(format!("WARM_PREFIX_TARGET={}", c.warm_prefix_target));
+        }
+    } else {
+        parts.push("secondary-IP mode".to_string());
+        match (c.warm_ip_target, c.minimum_ip_target) {
+            (None, None) => parts.push(format!("WARM_ENI_TARGET={}", c.warm_eni_target)),
+            (w, m) => {
+                if let Some(w) = w {
+                    parts.push(format!("WARM_IP_TARGET={w}"));
+                }
+                if let Some(m) = m {
+                    parts.push(format!("MINIMUM_IP_TARGET={m}"));
+                }
+            }
+        }
+    }
+    parts.push(format!(
+        "subnet discovery {}",
+        if c.subnet_discovery { "on" } else { "off" }
+    ));
+    if c.custom_networking {
+        parts.push("custom networking".to_string());
+    }
+    for p in &spec.pools {
+        parts.push(format!("{} × {} ({})", p.size, p.instance.name, p.name));
+    }
+    parts.join(" · ")
 }
 
 /// The simulated subnet id (`subnet-<name>`).
