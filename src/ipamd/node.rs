@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::config::{timing, CniConfig, PodAddressPick};
-use super::policy::{self, NodeLimits, PoolStats, IPS_PER_PREFIX};
+use super::policy::{self, MapRange, NodeLimits, PoolStats, IPS_PER_PREFIX};
 use crate::addr::ec2::{EniOwner, OwnerKind};
 use crate::addr::{Ec2, Ec2Error, Ec2Op, EniId, SubnetId};
 use crate::catalog::InstanceType;
@@ -454,13 +454,12 @@ impl NodeIpam {
     pub fn assign_pod<R: Rng + ?Sized>(&mut self, now: Ms, rng: &mut R) -> Option<PodAddr> {
         let ei = match self.spec.pick {
             PodAddressPick::MapOrder => {
-                let ring = policy::map_ring(self.enis.iter().map(|e| e.slot).max().unwrap_or(0));
-                let start = rng.gen_range(0..ring);
+                let range = self.eni_range(rng);
                 self.enis
                     .iter()
                     .enumerate()
                     .filter(|(_, e)| !e.excluded && e.has_usable(now))
-                    .min_by_key(|(_, e)| policy::map_order_key(e.slot, start, ring))
+                    .min_by_key(|(_, e)| range.key(e.slot))
                     .map(|(i, _)| i)?
             }
             PodAddressPick::Random => {
@@ -479,13 +478,12 @@ impl NodeIpam {
         let cidrs = &self.enis[ei].cidrs;
         let ci = match self.spec.pick {
             PodAddressPick::MapOrder => {
-                let ring = policy::map_ring(cidrs.iter().map(|c| c.slot).max().unwrap_or(0));
-                let start = rng.gen_range(0..ring);
+                let range = MapRange::draw(cidrs.iter().map(|c| c.slot).max().unwrap_or(0), rng);
                 cidrs
                     .iter()
                     .enumerate()
                     .filter(|(_, c)| c.usable_mask(now) != 0)
-                    .min_by_key(|(_, c)| policy::map_order_key(c.slot, start, ring))
+                    .min_by_key(|(_, c)| range.key(c.slot))
                     .map(|(j, _)| j)
                     .expect("the ENI has a usable cidr")
             }
@@ -513,6 +511,11 @@ impl NodeIpam {
             subnet,
             offset: c.base + bit,
         })
+    }
+
+    /// A `range` over the datastore's ENI map.
+    fn eni_range<R: Rng + ?Sized>(&self, rng: &mut R) -> MapRange {
+        MapRange::draw(self.enis.iter().map(|e| e.slot).max().unwrap_or(0), rng)
     }
 
     /// A pod left: its address cools down before reuse.
@@ -707,12 +710,10 @@ impl NodeIpam {
             }
         }
         if !self.scratch.is_empty() {
-            let ring = policy::map_ring(self.enis.iter().map(|e| e.slot).max().unwrap_or(0));
-            let start = rng.gen_range(0..ring);
+            let range = self.eni_range(rng);
             let enis = &self.enis;
-            self.scratch.sort_unstable_by_key(|&i| {
-                policy::map_order_key(enis[i as usize].slot, start, ring)
-            });
+            self.scratch
+                .sort_unstable_by_key(|&i| range.key(enis[i as usize].slot));
         }
         let mut any_failed = false;
         for k in 0..self.scratch.len() {

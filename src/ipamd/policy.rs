@@ -265,6 +265,29 @@ pub fn map_order_key(slot: u32, start: u32, ring: u32) -> u32 {
     (slot + ring - start) % ring
 }
 
+/// One `range` over a Go map whose highest occupied slot is `max_slot`:
+/// the start drawn once, then each entry's place in the iteration.
+#[derive(Clone, Copy, Debug)]
+pub struct MapRange {
+    start: u32,
+    ring: u32,
+}
+
+impl MapRange {
+    pub fn draw<R: rand::Rng + ?Sized>(max_slot: u32, rng: &mut R) -> Self {
+        let ring = map_ring(max_slot);
+        MapRange {
+            start: rng.gen_range(0..ring),
+            ring,
+        }
+    }
+
+    /// The place of the entry in `slot` (0 comes first).
+    pub fn key(self, slot: u32) -> u32 {
+        map_order_key(slot, self.start, self.ring)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
