@@ -8,12 +8,12 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use subnetsim::catalog::{max_pods, Catalog, CatalogError, MaxPodsQuery};
+use subnetsim::experiments::{self, expect, variants::SetOverride};
 use subnetsim::inspect::{self, InspectError, SubnetSource};
 use subnetsim::ipamd::steady::{steady_state, SteadyError};
 use subnetsim::ipamd::CniConfig;
-use subnetsim::output::{CsvSink, OutputSet};
+use subnetsim::output::{compare as cmp, run_into_set, OutputSet};
 use subnetsim::scenario::{self, ScenarioError};
-use subnetsim::sim::Simulation;
 use subnetsim::time::Ms;
 
 /// Simulate EKS cluster churn against VPC subnet /28 fragmentation.
@@ -36,6 +36,10 @@ enum Command {
     Node(NodeArgs),
     /// Run a scenario: time series, event log, summary, charts.
     Run(RunArgs),
+    /// Run every variant of a scenario with the same seed and compare them.
+    Compare(CompareArgs),
+    /// Run scenarios and check their `expect:` assertions (exit 1 if any fails).
+    Check(CheckArgs),
     /// Check a scenario without running it.
     Validate(ValidateArgs),
     /// Print the scenario file's JSON Schema (for editor completion).
@@ -62,6 +66,53 @@ struct RunArgs {
     /// byte-identical between runs too.
     #[arg(long)]
     no_wall_clock: bool,
+    /// Run this variant of the scenario (default: the base).
+    #[arg(long, value_name = "NAME")]
+    variant: Option<String>,
+    /// Override one field: PATH=VALUE, list elements by name (e.g.
+    /// subnets.private-a.cidr=10.0.0.0/22). Repeatable.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    sets: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    /// Scenario file (YAML) with `variants`.
+    file: PathBuf,
+    /// Seed for every variant (default: the scenario's `seed`).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output folder (default: output/<scenario name>-compare/).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Threads (default: all cores). Outputs do not depend on it.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    jobs: usize,
+    /// Override one field of every variant: PATH=VALUE. Repeatable.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    sets: Vec<String>,
+    /// No table on stdout.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// Scenario files (YAML) with `expect:`.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Seed for every run (default: each scenario's `seed`).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Also write a JUnit XML report here.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Threads (default: all cores).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    jobs: usize,
+    /// Override one field of every run: PATH=VALUE. Repeatable.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    sets: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -254,6 +305,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => cmd_inspect(a),
         Command::Node(a) => cmd_node(a),
         Command::Run(a) => cmd_run(a),
+        Command::Compare(a) => cmd_compare(a),
+        Command::Check(a) => cmd_check(a),
         Command::Validate(a) => cmd_validate(a),
         Command::Schema => print_json(&subnetsim::scenario::json_schema()),
     }
@@ -444,7 +497,12 @@ fn cmd_validate(a: ValidateArgs) -> Result<()> {
 
 fn cmd_run(a: RunArgs) -> Result<()> {
     use std::io::IsTerminal;
-    let mut sc = scenario::load(&a.file)?;
+    let sets = parse_sets(&a.sets)?;
+    let study = experiments::load(&a.file, &sets)?;
+    let mut sc = study
+        .variant(a.variant.as_deref().unwrap_or("base"))?
+        .scenario
+        .clone();
     if let Some(d) = a.duration {
         sc.duration = d;
         if sc.sample_every > d {
@@ -485,49 +543,19 @@ fn cmd_run(a: RunArgs) -> Result<()> {
     // The lock is taken before any work: a second run into the same folder
     // fails at once.
     let set = OutputSet::begin(&out).with_context(ctx)?;
-    let names = sc.cluster.subnets.iter().map(|s| s.name.clone()).collect();
-    let mut sink = CsvSink::new(
-        set.create("timeseries.csv").with_context(ctx)?,
-        set.create("events.csv").with_context(ctx)?,
-        names,
-    );
     let started = std::time::Instant::now();
     let show = !a.quiet && std::io::stderr().is_terminal();
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(sc.duration.as_millis()),
-        indicatif::ProgressDrawTarget::hidden(),
-    );
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} simulating [{bar:40}] {percent}% ({elapsed})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
+    let bar = progress_bar(sc.duration);
     let mut visible = false;
-    let sim = Simulation::new(&sc, seed);
-    let mut result = sim.run_into(&mut sink, &mut |t: Ms| {
+    let result = run_into_set(&set, None, &sc, seed, !a.no_wall_clock, &mut |t: Ms| {
         if show && !visible && started.elapsed() > std::time::Duration::from_millis(300) {
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             visible = true;
         }
         bar.set_position(t.as_millis());
-    });
+    })
+    .with_context(ctx)?;
     bar.finish_and_clear();
-    let wall = started.elapsed().as_secs_f64();
-    if !a.no_wall_clock {
-        result.summary.wall_time_s = Some((wall * 1000.0).round() / 1000.0);
-        result.summary.events_per_second =
-            Some((result.summary.events_processed as f64 / wall.max(1e-9)).round());
-    }
-    let (mut ts, mut ev) = sink.finish().with_context(ctx)?;
-    ts.flush().with_context(ctx)?;
-    ev.flush().with_context(ctx)?;
-    drop((ts, ev));
-    let rendered = subnetsim::output::render(&result)?;
-    for (name, bytes) in &rendered.files {
-        set.write(name, bytes).with_context(ctx)?;
-    }
     let written = set.commit().with_context(ctx)?;
     if !a.quiet {
         let s = &result.summary;
@@ -568,3 +596,199 @@ fn cmd_run(a: RunArgs) -> Result<()> {
     }
     Ok(())
 }
+
+fn parse_sets(raw: &[String]) -> Result<Vec<SetOverride>> {
+    raw.iter()
+        .map(|s| {
+            experiments::variants::parse_set(s).map_err(|m| {
+                ScenarioError {
+                    file: PathBuf::from("--set"),
+                    problems: vec![scenario::Problem {
+                        line: None,
+                        column: None,
+                        field: String::new(),
+                        message: m,
+                    }],
+                }
+                .into()
+            })
+        })
+        .collect()
+}
+
+fn progress_bar(duration: Ms) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(duration.as_millis()),
+        indicatif::ProgressDrawTarget::hidden(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} simulating [{bar:40}] {percent}% ({elapsed})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+fn cmd_compare(a: CompareArgs) -> Result<()> {
+    let sets = parse_sets(&a.sets)?;
+    let study = experiments::load(&a.file, &sets)?;
+    let seed = a.seed.unwrap_or(study.variants[0].scenario.seed);
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("output").join(format!("{}-compare", study.name)));
+    let ctx = || format!("cannot write the outputs into {}", out.display());
+    let set = OutputSet::begin(&out).with_context(ctx)?;
+    // Every variant's full outputs in its own folder, byte-identical to
+    // `run --variant NAME --no-wall-clock` with the same seed.
+    let results = experiments::par_map(a.jobs, &study.variants, |v| {
+        run_into_set(&set, Some(&v.name), &v.scenario, seed, false, &mut |_| {})
+    });
+    let mut runs = Vec::new();
+    for (v, r) in study.variants.iter().zip(results) {
+        runs.push((v.name.clone(), r.with_context(ctx)?));
+    }
+    let refs: Vec<(String, &subnetsim::sim::observe::RunResult)> =
+        runs.iter().map(|(n, r)| (n.clone(), r)).collect();
+    let rows = cmp::rows(&refs);
+    let warmup = study.variants[0].scenario.warmup;
+    let md = cmp::markdown(&study.name, seed, warmup, &rows);
+    set.write("comparison.csv", &cmp::csv(&rows))
+        .with_context(ctx)?;
+    set.write("comparison.md", &md).with_context(ctx)?;
+    let title = format!("{} (seed {seed})", study.name);
+    for (name, chart) in [
+        ("compare-blocks", cmp::blocks_chart(&title, &refs)?),
+        ("compare-addresses", cmp::addresses_chart(&title, &refs)?),
+        ("compare-maps", cmp::maps_chart(&title, &refs)?),
+    ] {
+        set.write(&format!("{name}.png"), &chart.0)
+            .with_context(ctx)?;
+        set.write(&format!("{name}.svg"), &chart.1)
+            .with_context(ctx)?;
+    }
+    set.commit().with_context(ctx)?;
+    if !a.quiet {
+        out!("{}", String::from_utf8_lossy(&md));
+        outln!(
+            "wrote {} variants and the comparison to {}",
+            runs.len(),
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// JUnit XML escaping.
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn cmd_check(a: CheckArgs) -> Result<()> {
+    let sets = parse_sets(&a.sets)?;
+    let studies = a
+        .files
+        .iter()
+        .map(|f| experiments::load(f, &sets))
+        .collect::<Result<Vec<_>, _>>()?;
+    let jobs: Vec<(usize, usize)> = studies
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| (0..s.variants.len()).map(move |j| (i, j)))
+        .collect();
+    let results = experiments::par_map(a.jobs, &jobs, |&(i, j)| {
+        let v = &studies[i].variants[j];
+        let seed = a.seed.unwrap_or(v.scenario.seed);
+        let r = subnetsim::sim::Simulation::new(&v.scenario, seed)
+            .run_into(&mut subnetsim::sim::observe::NullSink, &mut |_| {});
+        expect::evaluate(&v.scenario.expect, &r.summary)
+    });
+    let (mut pass, mut fail, mut none) = (0, 0, 0);
+    let mut junit = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+    outln!(
+        "{:<32} {:<16} {:<36} {:<22} {:<26} result",
+        "scenario",
+        "variant",
+        "assertion",
+        "expected",
+        "got"
+    );
+    let mut k = 0;
+    for st in &studies {
+        let file = st.file.display().to_string();
+        let mut cases = String::new();
+        let (mut n, mut f) = (0, 0);
+        for v in &st.variants {
+            let checks = &results[k];
+            k += 1;
+            if checks.is_empty() {
+                none += 1;
+                outln!(
+                    "{:<32} {:<16} {:<36} {:<22} {:<26} -",
+                    file,
+                    v.name,
+                    "(no expect:)",
+                    "",
+                    ""
+                );
+                continue;
+            }
+            for c in checks {
+                n += 1;
+                let verdict = if c.pass { "pass" } else { "FAIL" };
+                outln!(
+                    "{:<32} {:<16} {:<36} {:<22} {:<26} {verdict}",
+                    file,
+                    v.name,
+                    c.assertion,
+                    c.expected,
+                    c.got
+                );
+                cases.push_str(&format!(
+                    "    <testcase classname=\"{}.{}\" name=\"{}\">",
+                    xml(&st.name),
+                    xml(&v.name),
+                    xml(&c.assertion)
+                ));
+                if c.pass {
+                    pass += 1;
+                } else {
+                    fail += 1;
+                    f += 1;
+                    cases.push_str(&format!(
+                        "<failure message=\"expected {}, got {}\"/>",
+                        xml(&c.expected),
+                        xml(&c.got)
+                    ));
+                }
+                cases.push_str("</testcase>\n");
+            }
+        }
+        junit.push_str(&format!(
+            "  <testsuite name=\"{}\" tests=\"{n}\" failures=\"{f}\">\n{cases}  </testsuite>\n",
+            xml(&file)
+        ));
+    }
+    junit.push_str("</testsuites>\n");
+    outln!("{pass} passed, {fail} failed");
+    if none > 0 {
+        errln!("note: {none} run(s) have no expect: assertions");
+    }
+    if let Some(path) = &a.junit {
+        std::fs::write(path, junit).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if fail > 0 {
+        return Err(ChecksFailed(fail).into());
+    }
+    Ok(())
+}
+
+/// `check` found failed assertions: exit 1 after the table.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} expectation(s) failed")]
+struct ChecksFailed(usize);

@@ -12,7 +12,9 @@
 //!   the AWS shapes a run writes);
 //! - [`scenario`]: YAML scenarios resolved into validated specs;
 //! - [`sim`]: the simulation, wiring the layers to the event queue;
-//! - [`output`]: CSV, JSON and PNG files of a run.
+//! - [`experiments`]: many runs of one scenario (variants, `--set`,
+//!   parallel runs, `expect:` checks); `sim` knows nothing of it;
+//! - [`output`]: CSV, JSON, PNG and SVG files of runs and comparisons.
 //!
 //! The command-line interface is in the binary (`src/cli.rs`).
 
@@ -20,6 +22,7 @@ pub mod addr;
 pub mod catalog;
 pub mod cluster;
 pub mod engine;
+pub mod experiments;
 pub mod inspect;
 pub mod ipamd;
 pub mod output;

@@ -151,6 +151,7 @@ fn every_shipped_scenario_is_documented_and_checked() {
         "tests/scenario_claims.rs",
         "tests/scenarios.rs",
         "tests/ipamd_in_runs.rs",
+        "tests/compare.rs",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(root().join(f)).unwrap())

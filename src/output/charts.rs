@@ -25,7 +25,7 @@ use crate::time::Ms;
 
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
-fn init_font() {
+pub(crate) fn init_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
@@ -38,21 +38,21 @@ const BLUE: RGBColor = RGBColor(31, 119, 180);
 const ORANGE: RGBColor = RGBColor(230, 120, 20);
 const GAP: RGBColor = RGBColor(250, 200, 160);
 const WAIT: RGBColor = RGBColor(148, 103, 189);
-const PENDING: RGBColor = RGBColor(120, 120, 120);
+pub(crate) const PENDING: RGBColor = RGBColor(120, 120, 120);
 const NODES: RGBColor = RGBColor(40, 40, 40);
-const WARMUP: RGBColor = RGBColor(225, 225, 225);
-const GRID: RGBColor = RGBColor(235, 235, 235);
+pub(crate) const WARMUP: RGBColor = RGBColor(225, 225, 225);
+pub(crate) const GRID: RGBColor = RGBColor(235, 235, 235);
 /// Failure kinds: InsufficientCidrBlocks, InsufficientFreeAddressesInSubnet,
 /// InvalidParameterValue.
-const FAIL: [(RGBColor, &str); 3] = [
+pub(crate) const FAIL: [(RGBColor, &str); 3] = [
     (RGBColor(214, 39, 40), "InsufficientCidrBlocks"),
     (RGBColor(120, 30, 120), "InsufficientFreeAddressesInSubnet"),
     (RGBColor(240, 160, 40), "InvalidParameterValue"),
 ];
 
-type Res<T> = Result<T, String>;
+pub(crate) type Res<T> = Result<T, String>;
 
-fn s<T, E: std::fmt::Display>(r: Result<T, E>) -> Res<T> {
+pub(crate) fn s<T, E: std::fmt::Display>(r: Result<T, E>) -> Res<T> {
     r.map_err(|e| e.to_string())
 }
 
@@ -80,7 +80,7 @@ fn encode_png(buf: &[u8], w: u32, h: u32) -> Res<Vec<u8>> {
 }
 
 /// Draws with `draw` on a PNG and on an SVG of the same size.
-fn render(
+pub(crate) fn render(
     name: &str,
     (w, h): (u32, u32),
     draw: &dyn Fn(&DrawingArea<BitMapBackend, Shift>) -> Res<()>,
@@ -107,7 +107,7 @@ fn render(
 }
 
 /// Time unit for an axis covering `span`.
-fn time_unit(span: Ms) -> (f64, &'static str) {
+pub(crate) fn time_unit(span: Ms) -> (f64, &'static str) {
     let s = span.as_millis();
     if s >= 2 * 86_400_000 {
         (86_400_000.0, "days")
@@ -121,7 +121,7 @@ fn time_unit(span: Ms) -> (f64, &'static str) {
 }
 
 /// A tick label with at most two decimals and no trailing zeros.
-fn tick(v: f64) -> String {
+pub(crate) fn tick(v: f64) -> String {
     let s = format!("{v:.2}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s == "-0" {
@@ -132,7 +132,7 @@ fn tick(v: f64) -> String {
 }
 
 /// `h:mm:ss` (days as `Nd h:mm:ss`).
-fn clock(t: Ms) -> String {
+pub(crate) fn clock(t: Ms) -> String {
     let s = t.as_millis() / 1000;
     let base = format!("{}:{:02}:{:02}", s / 3600 % 24, s / 60 % 60, s % 60);
     if s >= 86_400 {
@@ -143,7 +143,7 @@ fn clock(t: Ms) -> String {
 }
 
 /// Thousands separators.
-fn num(n: u64) -> String {
+pub(crate) fn num(n: u64) -> String {
     let d = n.to_string();
     let mut out = String::new();
     for (i, ch) in d.chars().enumerate() {
@@ -156,7 +156,7 @@ fn num(n: u64) -> String {
 }
 
 /// A count axis label: whole numbers only.
-fn int_label(v: &f64) -> String {
+pub(crate) fn int_label(v: &f64) -> String {
     if v.fract() == 0.0 {
         num(*v as u64)
     } else {
@@ -165,7 +165,7 @@ fn int_label(v: &f64) -> String {
 }
 
 /// Splits `text` into lines of at most `width` characters at " · ".
-fn wrap(text: &str, width: usize) -> Vec<String> {
+pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = vec![String::new()];
     for part in text.split(" · ") {
         let last = lines.last_mut().expect("one line");
@@ -181,7 +181,7 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-fn text<DB: DrawingBackend>(
+pub(crate) fn text<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     t: &str,
     (x, y): (i32, i32),
@@ -215,7 +215,7 @@ fn header<DB: DrawingBackend>(
     Ok(y + 8)
 }
 
-fn usable(cidr: &str) -> (u64, u64) {
+pub(crate) fn usable(cidr: &str) -> (u64, u64) {
     let net: ipnet::Ipv4Net = cidr.parse().expect("a run's subnet CIDR");
     let size = 1u64 << (32 - net.prefix_len());
     (size - 5, (size / 16).saturating_sub(2))
@@ -241,13 +241,13 @@ fn subnet_caption(r: &RunResult, si: usize) -> String {
 
 // ---- free-ips ----
 
-const W: u32 = 1500;
-const LEGEND_W: u32 = 330;
-const Y_LABELS: u32 = 90;
+pub(crate) const W: u32 = 1500;
+pub(crate) const LEGEND_W: u32 = 330;
+pub(crate) const Y_LABELS: u32 = 90;
 const PANEL_A: u32 = 250;
 const PANEL_B: u32 = 160;
 const STRIP: u32 = 140;
-const Y_RIGHT: u32 = 60;
+pub(crate) const Y_RIGHT: u32 = 60;
 const SUBNET_H: u32 = 34 + PANEL_A + PANEL_B + STRIP + 24;
 
 fn free_ips_size(r: &RunResult) -> (u32, u32) {
@@ -520,7 +520,7 @@ fn draw_free_ips<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &RunResul
     Ok(())
 }
 
-fn legend_line<DB: DrawingBackend>(
+pub(crate) fn legend_line<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     x: i32,
     y: i32,
@@ -544,7 +544,7 @@ fn legend_line<DB: DrawingBackend>(
     text(root, label, (x + 40, y - 8), 15, &BLACK)
 }
 
-fn legend_box<DB: DrawingBackend>(
+pub(crate) fn legend_box<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     x: i32,
     y: i32,
@@ -598,7 +598,7 @@ fn dark(c: &RGBColor) -> bool {
 }
 
 /// Map geometry for a snapshot: (columns, cell size, rows).
-fn map_geometry(snap: &Snapshot) -> (usize, i32, usize) {
+pub(crate) fn map_geometry(snap: &Snapshot) -> (usize, i32, usize) {
     let n = if snap.holders.is_empty() {
         snap.classes.len()
     } else {
@@ -767,7 +767,7 @@ fn draw_subnet_map<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &RunRes
 const RESERVATION: RGBColor = RGBColor(200, 0, 120);
 
 /// One cell with its colour, a border and its letter.
-fn cell_at<DB: DrawingBackend>(
+pub(crate) fn cell_at<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     x: i32,
     y: i32,
@@ -795,7 +795,7 @@ fn cell_at<DB: DrawingBackend>(
     Ok(())
 }
 
-fn draw_map<DB: DrawingBackend>(
+pub(crate) fn draw_map<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     snap: &Snapshot,
     x0: i32,

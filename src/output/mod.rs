@@ -12,6 +12,7 @@
 //! is removed by the next run into the same target.
 
 pub mod charts;
+pub mod compare;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -237,6 +238,57 @@ pub fn render(r: &RunResult) -> Result<Rendered, OutputError> {
     Ok(Rendered { files })
 }
 
+/// Runs `scenario` with `seed`, streaming its CSVs into `set` (inside
+/// folder `sub`, if given) and writing every other output there. The
+/// wall-clock fields of `summary.json` are filled only with `wall_clock`.
+pub fn run_into_set(
+    set: &OutputSet,
+    sub: Option<&str>,
+    scenario: &crate::scenario::Scenario,
+    seed: u64,
+    wall_clock: bool,
+    progress: &mut dyn FnMut(crate::time::Ms),
+) -> Result<RunResult, OutputError> {
+    let name = |f: &str| match sub {
+        Some(d) => format!("{d}/{f}"),
+        None => f.to_string(),
+    };
+    if let Some(d) = sub {
+        set.dir(d)?;
+    }
+    let names = scenario
+        .cluster
+        .subnets
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let mut sink = CsvSink::new(
+        set.create(&name("timeseries.csv"))?,
+        set.create(&name("events.csv"))?,
+        names,
+    );
+    let started = std::time::Instant::now();
+    let mut result = crate::sim::Simulation::new(scenario, seed).run_into(&mut sink, progress);
+    let wall = started.elapsed().as_secs_f64();
+    let (mut ts, mut ev) = sink.finish().map_err(|e| OutputError::Io {
+        path: set.staging.join(name("timeseries.csv")),
+        source: io::Error::other(e.to_string()),
+    })?;
+    for w in [&mut ts, &mut ev] {
+        w.flush().map_err(io_err(&set.staging))?;
+    }
+    drop((ts, ev));
+    if wall_clock {
+        result.summary.wall_time_s = Some((wall * 1000.0).round() / 1000.0);
+        result.summary.events_per_second =
+            Some((result.summary.events_processed as f64 / wall.max(1e-9)).round());
+    }
+    for (f, bytes) in &render(&result)?.files {
+        set.write(&name(f), bytes)?;
+    }
+    Ok(result)
+}
+
 /// Test hook: `SUBNETSIM_FAULT=<stage>` aborts the process at that stage of
 /// writing the set (`staged`: every file written, before the swap;
 /// `swapped`: after the swap, before the old set is removed), to test that a
@@ -314,6 +366,12 @@ impl OutputSet {
             _lock: lock,
             committed: false,
         })
+    }
+
+    /// A folder inside the set (e.g. one per variant).
+    pub fn dir(&self, name: &str) -> Result<(), OutputError> {
+        let p = self.staging.join(name);
+        std::fs::create_dir_all(&p).map_err(io_err(&p))
     }
 
     /// Creates one file of the set (buffered).

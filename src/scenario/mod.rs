@@ -69,6 +69,68 @@ pub struct RawScenario {
     pub node_pools: Vec<RawNodePool>,
     #[serde(default)]
     pub workloads: Vec<RawWorkload>,
+    /// Assertions on the run's results, checked by `subnetsim check` (after
+    /// the warm-up). A variant's `expect` overrides the base's, field by
+    /// field.
+    #[serde(default)]
+    pub expect: RawExpect,
+    /// Named variants of this scenario: partial YAML merged over it (maps
+    /// merge, lists replace, list elements with a `name` are matched by
+    /// it). `subnetsim compare` runs them all, the base as `base`.
+    #[serde(default)]
+    #[schemars(with = "Vec<serde_json::Value>")]
+    pub variants: Vec<serde_yaml::Value>,
+}
+
+/// `expect:` as written.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpect {
+    /// At most this many `InsufficientCidrBlocks` (every failed call).
+    pub max_insufficient_cidr_blocks: Option<u64>,
+    /// Every subnet keeps at least this many delegatable /28s, or a map of
+    /// subnet name to its minimum.
+    pub min_delegatable_blocks: Option<MinBlocks>,
+    /// No EC2 allocation failure of any kind before this time.
+    pub no_failure_before: Option<Ms>,
+    /// At most this many pods waiting for an address at once.
+    pub max_pods_waiting_ip: Option<u32>,
+    /// At most this much time spent waiting for an address, summed over
+    /// pods.
+    pub max_pod_wait_time: Option<Ms>,
+    /// Every node Ready within this long of its launch (a node never Ready
+    /// counts from its launch to the end).
+    pub nodes_ready_within: Option<Ms>,
+}
+
+/// One minimum for every subnet, or one per subnet name.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum MinBlocks {
+    All(u32),
+    BySubnet(BTreeMap<String, u32>),
+}
+
+/// Validated expectations.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Expect {
+    pub max_insufficient_cidr_blocks: Option<u64>,
+    /// Per subnet index.
+    pub min_delegatable_blocks: Vec<Option<u32>>,
+    pub no_failure_before: Option<Ms>,
+    pub max_pods_waiting_ip: Option<u32>,
+    pub max_pod_wait_time: Option<Ms>,
+    pub nodes_ready_within: Option<Ms>,
+}
+
+impl Expect {
+    pub fn is_empty(&self) -> bool {
+        *self
+            == Expect {
+                min_delegatable_blocks: self.min_delegatable_blocks.iter().map(|_| None).collect(),
+                ..Expect::default()
+            }
+    }
 }
 
 /// Rows per subnet `timeseries.csv` may hold (streamed to disk; a year at
@@ -309,6 +371,8 @@ pub struct Scenario {
     /// See [`RawScenario::warmup`].
     pub warmup: Ms,
     pub cluster: ClusterSpec,
+    /// Assertions for `subnetsim check`.
+    pub expect: Expect,
     /// Notes worth telling the user (e.g. a CNI setting the CNI does not
     /// support, PD falling back on a Xen type).
     pub warnings: Vec<String>,
@@ -429,34 +493,7 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
 
 /// Reads and validates a scenario file.
 pub fn load(path: &FsPath) -> Result<Scenario, ScenarioError> {
-    let one = |line: Option<usize>, message: String| ScenarioError {
-        file: path.to_path_buf(),
-        problems: vec![Problem {
-            line,
-            column: None,
-            field: String::new(),
-            message,
-        }],
-    };
-    let bytes = std::fs::read(path).map_err(|e| one(None, format!("cannot read: {e}")))?;
-    if bytes.len() > MAX_FILE_BYTES {
-        return Err(one(
-            None,
-            format!("the file is over {} MiB", MAX_FILE_BYTES >> 20),
-        ));
-    }
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let bytes = e.as_bytes();
-        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-        one(
-            Some(line),
-            format!(
-                "not UTF-8 text: invalid byte 0x{:02x} at byte offset {at}",
-                bytes[at]
-            ),
-        )
-    })?;
+    let text = read_text(path)?;
     parse(&text, path)
 }
 
@@ -590,6 +627,95 @@ pub fn parse(text: &str, file: &FsPath) -> Result<Scenario, ScenarioError> {
     }
 }
 
+/// Validates a scenario built as a YAML value (a variant merged over the
+/// base, or `--set` overrides applied). `text` is the file it came from:
+/// problems are located there where the field is written in the base, else
+/// at `fallback_line` (the variant's entry); `label` (e.g. "variant
+/// `slash-22`") prefixes each problem's field.
+pub fn from_value(
+    value: serde_yaml::Value,
+    text: &str,
+    file: &FsPath,
+    label: &str,
+    fallback_line: Option<usize>,
+) -> Result<Scenario, ScenarioError> {
+    let raw: RawScenario = serde_yaml::from_value(value).map_err(|e| {
+        let msg = e.to_string();
+        let (field, message) = match msg.split_once(": ") {
+            Some((f, m)) if !f.contains(' ') => (f.to_string(), humanize(m)),
+            _ => (String::new(), humanize(&msg)),
+        };
+        ScenarioError {
+            file: file.to_path_buf(),
+            problems: vec![Problem {
+                line: fallback_line,
+                column: None,
+                field: format!("{label}: {field}"),
+                message,
+            }],
+        }
+    })?;
+    let mut c = Checker {
+        text,
+        problems: Vec::new(),
+    };
+    let scenario = resolve(raw, &mut c);
+    if c.problems.is_empty() {
+        return Ok(scenario.expect("no problems, so resolved"));
+    }
+    // The base validated on its own: a problem here comes from what the
+    // variant (or --set) changed, so it is reported at the variant's entry
+    // when there is one.
+    for p in &mut c.problems {
+        p.field = format!("{label}: {}", p.field);
+        if fallback_line.is_some() {
+            p.line = fallback_line;
+            p.column = None;
+        }
+    }
+    Err(ScenarioError {
+        file: file.to_path_buf(),
+        problems: c.problems,
+    })
+}
+
+/// Reads a scenario file as text (size and UTF-8 checked).
+pub fn read_text(path: &FsPath) -> Result<String, ScenarioError> {
+    let one = |line: Option<usize>, message: String| ScenarioError {
+        file: path.to_path_buf(),
+        problems: vec![Problem {
+            line,
+            column: None,
+            field: String::new(),
+            message,
+        }],
+    };
+    let bytes = std::fs::read(path).map_err(|e| one(None, format!("cannot read: {e}")))?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(one(
+            None,
+            format!("the file is over {} MiB", MAX_FILE_BYTES >> 20),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        one(
+            Some(line),
+            format!(
+                "not UTF-8 text: invalid byte 0x{:02x} at byte offset {at}",
+                bytes[at]
+            ),
+        )
+    })
+}
+
+/// Where a path is written in `text` (line), if it is.
+pub fn line_of(text: &str, path: &Path) -> Option<usize> {
+    locate(text, path).map(|p| p.0)
+}
+
 fn check_unique<'a>(c: &mut Checker, what: &str, names: impl Iterator<Item = &'a str>) {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, n) in names.enumerate() {
@@ -649,14 +775,17 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
     }
     let mut subnets = Vec::new();
     let mut cidrs: Vec<(usize, Ipv4Net)> = Vec::new();
-    // Usable addresses per subnet as written (0 when its CIDR is invalid).
-    let usable_of: Vec<u64> = raw
+    // Usable addresses per subnet as written (None when its CIDR is
+    // invalid: that is reported once, not again through the pools).
+    let usable_of: Vec<Option<u64>> = raw
         .subnets
         .iter()
         .map(|s| {
             s.cidr
                 .parse::<Ipv4Net>()
-                .map_or(0, |n| (1u64 << (32 - n.prefix_len())).saturating_sub(5))
+                .ok()
+                .filter(|n| n.trunc() == *n && (16..=28).contains(&n.prefix_len()))
+                .map(|n| (1u64 << (32 - n.prefix_len())).saturating_sub(5))
         })
         .collect();
     for (i, s) in raw.subnets.iter().enumerate() {
@@ -873,8 +1002,8 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
         }
         let subnets_ix: Vec<usize> = sn.into_iter().flatten().collect();
         // Each node takes at least its primary address.
-        let room: u64 = subnets_ix.iter().map(|&k| usable_of[k]).sum();
-        if u64::from(np.size) > room {
+        let room: Option<u64> = subnets_ix.iter().map(|&k| usable_of[k]).sum();
+        if let Some(room) = room.filter(|&r| u64::from(np.size) > r) {
             c.err(
                 &p.key("size"),
                 format!(
@@ -956,6 +1085,7 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
             });
         }
     }
+    let expect = resolve_expect(&raw.expect, &subnet_names, c);
     if !c.problems.is_empty() {
         return None;
     }
@@ -968,6 +1098,7 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
         duration: raw.duration,
         sample_every: raw.sample_every,
         warmup: raw.warmup,
+        expect,
         cluster: ClusterSpec {
             cni: raw.vpc_cni,
             ec2: raw.ec2,
@@ -980,6 +1111,31 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
         },
         warnings,
     })
+}
+
+fn resolve_expect(e: &RawExpect, subnet_names: &[String], c: &mut Checker) -> Expect {
+    let path = Path::default().key("expect").key("min_delegatable_blocks");
+    let min_delegatable_blocks = match &e.min_delegatable_blocks {
+        None => vec![None; subnet_names.len()],
+        Some(MinBlocks::All(n)) => vec![Some(*n); subnet_names.len()],
+        Some(MinBlocks::BySubnet(m)) => {
+            for k in m.keys() {
+                if !subnet_names.contains(k) {
+                    let near = nearest_names(k, subnet_names.iter().map(String::as_str), 3);
+                    c.err(&path, format!("no subnet named `{k}`; {}", one_of(&near)));
+                }
+            }
+            subnet_names.iter().map(|n| m.get(n).copied()).collect()
+        }
+    };
+    Expect {
+        max_insufficient_cidr_blocks: e.max_insufficient_cidr_blocks,
+        min_delegatable_blocks,
+        no_failure_before: e.no_failure_before,
+        max_pods_waiting_ip: e.max_pods_waiting_ip,
+        max_pod_wait_time: e.max_pod_wait_time,
+        nodes_ready_within: e.nodes_ready_within,
+    }
 }
 
 /// The JSON Schema of a scenario file.

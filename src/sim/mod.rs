@@ -119,6 +119,8 @@ struct Node {
     empty_counted: bool,
     /// Failed ipamd inits so far (aws-node restarts).
     init_failures: u32,
+    /// When the node was launched.
+    launched_at: Ms,
     /// Pods bound to this node.
     pods: Vec<u32>,
     /// The node this one replaces (drained once this one is Ready), or
@@ -409,6 +411,27 @@ impl Simulation {
         self.observer
             .sample(end, &self.ec2, &self.gauges, pending, true);
         let final_enis = observe::describe_enis(&self.ec2, &self.spec, &self.name);
+        // Nodes never Ready count to the end; consumption per live node.
+        let (mut live, mut addrs, mut prefixes) = (0u64, 0u64, 0u64);
+        for n in self.nodes.iter().flatten() {
+            if n.state != NodeState::Ready {
+                self.observer.node_ready(n.launched_at, end);
+            }
+            live += 1;
+            match &n.ipam {
+                Some(ipam) => {
+                    addrs += u64::from(ipam.subnet_addresses());
+                    if ipam.spec().pd {
+                        prefixes += u64::from(ipam.stats().cidrs);
+                    }
+                }
+                None => addrs += 1,
+            }
+        }
+        if live > 0 {
+            let per = |x: u64| (x as f64 / live as f64 * 100.0).round() / 100.0;
+            self.observer.set_per_node(per(addrs), per(prefixes));
+        }
         let (ec2, nodes) = (&self.ec2, &self.nodes);
         self.observer
             .finish(ec2, processed, final_enis, sink, &mut |si, out| {
@@ -546,6 +569,7 @@ impl Simulation {
                     cap,
                     empty_counted: false,
                     init_failures: 0,
+                    launched_at: self.queue.now(),
                     pods: Vec::new(),
                     replaces,
                 }));
@@ -793,6 +817,9 @@ impl Simulation {
             return;
         }
         node.state = NodeState::Ready;
+        let now = self.queue.now();
+        self.observer.node_ready(node.launched_at, now);
+        let node = self.nodes[id as usize].as_mut().expect("live");
         let key = (node.cap.key(), id);
         let (pool, si) = (node.pool, node.subnet);
         self.ready_all.insert(key);

@@ -215,6 +215,20 @@ pub struct Summary {
     pub failures: FailureCounts,
     pub failures_by_subnet: Vec<SubnetFailures>,
     pub first_insufficient_cidr_blocks: Option<TimeAndSubnet>,
+    /// The first EC2 allocation failure of any kind after warm-up.
+    pub first_failure_s: Option<f64>,
+    /// Time pods spent waiting for an address after warm-up, summed over
+    /// pods, in seconds.
+    pub pod_wait_time_s: f64,
+    /// The slowest launch-to-Ready of a node launched after warm-up (a node
+    /// never Ready counts to the end), in seconds.
+    pub max_node_ready_s: Option<f64>,
+    /// Most nodes at once (all subnets).
+    pub peak_nodes: u32,
+    /// At the end, per live node: subnet addresses held (ENI primaries plus
+    /// prefixes x 16 or secondary addresses) and delegated prefixes.
+    pub addresses_per_node: f64,
+    pub prefixes_per_node: f64,
     pub min_delegatable_blocks: Vec<SubnetMinimum>,
     pub peak_pods_waiting_ip: PeakWaiting,
     pub events_processed: u64,
@@ -350,6 +364,14 @@ pub struct Observer {
     /// The subnet of the first `InsufficientCidrBlocks` after warm-up, set
     /// during the event that had it.
     first_icb_now: Option<u32>,
+    first_failure: Option<Ms>,
+    /// Pod-milliseconds waiting after warm-up; the waiting count and time
+    /// of the last event, to integrate.
+    wait_ms: u128,
+    last_wait: (u32, Ms),
+    max_ready: Option<Ms>,
+    peak_nodes: u32,
+    per_node: (f64, f64),
     warmup: Ms,
     subtitle: String,
     worst: Vec<Snapshot>,
@@ -423,6 +445,12 @@ impl Observer {
             by_subnet: vec![FailureCounts::default(); spec.subnets.len()],
             first_icb: None,
             first_icb_now: None,
+            first_failure: None,
+            wait_ms: 0,
+            last_wait: (0, Ms::ZERO),
+            max_ready: None,
+            peak_nodes: 0,
+            per_node: (0.0, 0.0),
             warmup: Ms::ZERO,
             subtitle: subtitle(spec),
             worst: Vec::new(),
@@ -476,6 +504,7 @@ impl Observer {
             for c in [&mut self.totals, &mut self.by_subnet[f.subnet as usize]] {
                 c.add(f.error);
             }
+            self.first_failure.get_or_insert(time);
             if f.error == Ec2Error::InsufficientCidrBlocks && self.first_icb.is_none() {
                 self.first_icb = Some((time, f.subnet));
                 self.first_icb_now = Some(f.subnet);
@@ -562,6 +591,11 @@ impl Observer {
         gauges: &[SubnetGauges],
         fill: &mut FillHolders,
     ) {
+        let waiting: u32 = gauges.iter().map(|g| g.pods_waiting_ip).sum();
+        self.integrate_wait(at);
+        self.last_wait = (waiting, at);
+        let nodes: u32 = gauges.iter().map(|g| g.nodes).sum();
+        self.peak_nodes = self.peak_nodes.max(nodes);
         if at < self.warmup {
             return;
         }
@@ -581,10 +615,32 @@ impl Observer {
                 w.at_failure = first_failure == Some(i as u32);
             }
         }
-        let waiting: u32 = gauges.iter().map(|g| g.pods_waiting_ip).sum();
         if waiting > self.peak_waiting.0 {
             self.peak_waiting = (waiting, at);
         }
+    }
+
+    /// Adds the waiting since the last event (the part after warm-up).
+    fn integrate_wait(&mut self, at: Ms) {
+        let (n, since) = self.last_wait;
+        let from = since.max(self.warmup);
+        if n > 0 && at > from {
+            self.wait_ms += u128::from(n) * u128::from((at - from).as_millis());
+        }
+    }
+
+    /// A node launched at `launched` became Ready at `at` (or, at the end,
+    /// still was not).
+    pub fn node_ready(&mut self, launched: Ms, at: Ms) {
+        if launched >= self.warmup {
+            let d = at - launched;
+            self.max_ready = Some(self.max_ready.map_or(d, |m| m.max(d)));
+        }
+    }
+
+    /// Addresses and prefixes per live node at the end.
+    pub fn set_per_node(&mut self, addresses: f64, prefixes: f64) {
+        self.per_node = (addresses, prefixes);
     }
 
     /// One row per subnet of `timeseries.csv`; `last`: the end row, always
@@ -644,6 +700,8 @@ impl Observer {
         let end: Vec<Snapshot> = (0..self.subnets.len())
             .map(|i| snapshot(ec2, i, end_t, fill))
             .collect();
+        self.integrate_wait(end_t);
+        self.last_wait = (0, end_t);
         // Runs still open at the end are written now, in key order.
         for (k, run) in std::mem::take(&mut self.open_runs) {
             self.push_run(k, run);
@@ -675,6 +733,12 @@ impl Observer {
                 })
                 .collect(),
             first_insufficient_cidr_blocks: first,
+            first_failure_s: self.first_failure.map(Ms::as_secs_f64),
+            pod_wait_time_s: (self.wait_ms / 1000) as f64 + (self.wait_ms % 1000) as f64 / 1000.0,
+            max_node_ready_s: self.max_ready.map(Ms::as_secs_f64),
+            peak_nodes: self.peak_nodes,
+            addresses_per_node: self.per_node.0,
+            prefixes_per_node: self.per_node.1,
             min_delegatable_blocks: self
                 .subnets
                 .iter()
