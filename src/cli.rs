@@ -40,6 +40,10 @@ enum Command {
     Compare(CompareArgs),
     /// Run scenarios and check their `expect:` assertions (exit 1 if any fails).
     Check(CheckArgs),
+    /// Run many seeds (times variants, times a parameter grid): failure probability and bands.
+    Sweep(SweepArgs),
+    /// Combine the outputs of sweep shards into those of one unsharded sweep.
+    Merge(MergeArgs),
     /// Check a scenario without running it.
     Validate(ValidateArgs),
     /// Print the scenario file's JSON Schema (for editor completion).
@@ -94,6 +98,55 @@ struct CompareArgs {
     /// No table on stdout.
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct SweepArgs {
+    /// Scenario file (YAML); every variant is swept.
+    file: PathBuf,
+    /// Seeds, as A..B (inclusive), e.g. 1..200.
+    #[arg(long, value_name = "A..B")]
+    seeds: String,
+    /// A parameter axis: PATH=V1,V2,... or PATH=[V1, V2, ...] (YAML list).
+    /// Repeatable: the grid is every combination.
+    #[arg(long = "grid", value_name = "PATH=VALUES")]
+    grid: Vec<String>,
+    /// Threads (default: all cores). Results do not depend on it.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    jobs: usize,
+    /// Run slice K (0 to N-1) of N: K/N, or `auto` (the index from
+    /// JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX; N from --shards).
+    #[arg(long, value_name = "K/N|auto")]
+    shard: Option<String>,
+    /// N for --shard auto.
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// Sweep only these variants (repeatable; default: all, `base` first).
+    #[arg(long = "variant", value_name = "NAME")]
+    variants: Vec<String>,
+    /// Also write every run's full outputs under runs/ (each run is then
+    /// simulated a second time for them).
+    #[arg(long)]
+    keep_runs: bool,
+    /// Output folder (default: output/<scenario name>-sweep/).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Override one field of every run: PATH=VALUE. Repeatable.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    sets: Vec<String>,
+    /// No progress bar and no table on stdout.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct MergeArgs {
+    /// Output folders of `sweep --shard K/N`.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Output folder.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -307,6 +360,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run(a) => cmd_run(a),
         Command::Compare(a) => cmd_compare(a),
         Command::Check(a) => cmd_check(a),
+        Command::Sweep(a) => cmd_sweep(a),
+        Command::Merge(a) => cmd_merge(a),
         Command::Validate(a) => cmd_validate(a),
         Command::Schema => print_json(&subnetsim::scenario::json_schema()),
     }
@@ -706,7 +761,23 @@ fn cmd_check(a: CheckArgs) -> Result<()> {
         let seed = a.seed.unwrap_or(v.scenario.seed);
         let r = subnetsim::sim::Simulation::new(&v.scenario, seed)
             .run_into(&mut subnetsim::sim::observe::NullSink, &mut |_| {});
-        expect::evaluate(&v.scenario.expect, &r.summary)
+        let mut checks = expect::evaluate(&v.scenario.expect, &r.summary);
+        if let Some((n, _)) = v.scenario.expect.sweep {
+            // Seeds from the run's seed on, one after another.
+            let failing = (0..u64::from(n))
+                .filter(|k| {
+                    let r = subnetsim::sim::Simulation::new(&v.scenario, seed.wrapping_add(*k))
+                        .run_into(&mut subnetsim::sim::observe::NullSink, &mut |_| {});
+                    r.summary.failures.insufficient_cidr_blocks > 0
+                })
+                .count() as u64;
+            checks.extend(expect::evaluate_sweep(
+                &v.scenario.expect,
+                failing,
+                u64::from(n),
+            ));
+        }
+        checks
     });
     let (mut pass, mut fail, mut none) = (0, 0, 0);
     let mut junit = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
@@ -792,3 +863,270 @@ fn cmd_check(a: CheckArgs) -> Result<()> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0} expectation(s) failed")]
 struct ChecksFailed(usize);
+
+/// A usage problem with a sweep's or merge's arguments or inputs (exit 2).
+fn input_error(file: &std::path::Path, field: &str, message: String) -> anyhow::Error {
+    ScenarioError {
+        file: file.to_path_buf(),
+        problems: vec![scenario::Problem {
+            line: None,
+            column: None,
+            field: field.to_string(),
+            message,
+        }],
+    }
+    .into()
+}
+
+/// FNV-1a over the parts that define a sweep's results.
+fn sweep_key(parts: &[&str]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0u8]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+fn sample_times(sc: &scenario::Scenario) -> Vec<u64> {
+    let (d, e) = (sc.duration.as_millis(), sc.sample_every.as_millis());
+    let mut t: Vec<u64> = (0..).map(|k| k * e).take_while(|&x| x < d).collect();
+    t.push(d);
+    t
+}
+
+fn cmd_sweep(a: SweepArgs) -> Result<()> {
+    use std::io::IsTerminal;
+    use subnetsim::experiments::sweep;
+    use subnetsim::output::sweep::{GroupInfo, Manifest};
+    let sets = parse_sets(&a.sets)?;
+    let mut study = experiments::load(&a.file, &sets)?;
+    if !a.variants.is_empty() {
+        for v in &a.variants {
+            study.variant(v)?;
+        }
+        study.variants.retain(|v| a.variants.contains(&v.name));
+    }
+    let seeds = sweep::parse_seeds(&a.seeds).map_err(|m| input_error(&a.file, "--seeds", m))?;
+    let axes = a
+        .grid
+        .iter()
+        .map(|g| sweep::parse_axis(g))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| input_error(&a.file, "--grid", m))?;
+    let groups = sweep::groups(&study, &axes)?;
+    let (k, n) = match &a.shard {
+        None => (0, 1),
+        Some(s) => {
+            sweep::parse_shard(s, a.shards).map_err(|m| input_error(&a.file, "--shard", m))?
+        }
+    };
+    let seeds_text: Vec<String> = seeds.iter().map(u64::to_string).collect();
+    let mut key_parts: Vec<&str> = vec![&study.text];
+    key_parts.extend(a.sets.iter().map(String::as_str));
+    key_parts.push("--variant");
+    key_parts.extend(a.variants.iter().map(String::as_str));
+    key_parts.push("--grid");
+    key_parts.extend(a.grid.iter().map(String::as_str));
+    key_parts.push("--seeds");
+    key_parts.extend(seeds_text.iter().map(String::as_str));
+    let manifest = Manifest {
+        scenario: study.name.clone(),
+        key: sweep_key(&key_parts),
+        seeds: seeds.clone(),
+        grid: axes.iter().map(|x| x.path.clone()).collect(),
+        groups: groups
+            .iter()
+            .map(|g| GroupInfo {
+                variant: g.variant.clone(),
+                point: g.point.clone(),
+                subtitle: subnetsim::sim::observe::subtitle(&g.scenario.cluster),
+                warmup_ms: g.scenario.warmup.as_millis(),
+                times_ms: sample_times(&g.scenario),
+            })
+            .collect(),
+        shard: [k, n],
+    };
+    let items = sweep::shard_items(manifest.total(), k, n);
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("output").join(format!("{}-sweep", study.name)));
+    let ctx = || format!("cannot write the outputs into {}", out.display());
+    let set = OutputSet::begin(&out).with_context(ctx)?;
+    let show = !a.quiet && std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(items.len() as u64),
+        if show {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} sweeping [{bar:40}] {pos}/{len} runs (ETA {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let records = experiments::par_map(a.jobs, &items, |&i| {
+        let r = sweep::run_one(&groups, &seeds, i);
+        bar.inc(1);
+        r
+    });
+    bar.finish_and_clear();
+    if a.keep_runs {
+        let kept = experiments::par_map(a.jobs, &items, |&i| {
+            let (g, s) = (i / seeds.len(), i % seeds.len());
+            let dir = format!("runs/{}/{}/seed-{}", groups[g].variant, g, seeds[s]);
+            run_into_set(
+                &set,
+                Some(&dir),
+                &groups[g].scenario,
+                seeds[s],
+                false,
+                &mut |_| {},
+            )
+            .map(|_| ())
+        });
+        for r in kept {
+            r.with_context(ctx)?;
+        }
+    }
+    if n > 1 {
+        set.write("shard.json", &serde_json::to_vec_pretty(&manifest)?)
+            .with_context(ctx)?;
+        set.write("records.json", &serde_json::to_vec(&records)?)
+            .with_context(ctx)?;
+        set.commit().with_context(ctx)?;
+        if !a.quiet {
+            outln!(
+                "shard {k}/{n}: {} runs written to {}; combine the shards with `subnetsim merge`",
+                records.len(),
+                out.display()
+            );
+        }
+        return Ok(());
+    }
+    finish_sweep(&set, &manifest, &records, a.quiet).with_context(ctx)?;
+    set.commit().with_context(ctx)?;
+    if !a.quiet {
+        outln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+/// The outputs of a whole sweep, and its table on stdout.
+fn finish_sweep(
+    set: &OutputSet,
+    m: &subnetsim::output::sweep::Manifest,
+    records: &[subnetsim::experiments::sweep::RunRecord],
+    quiet: bool,
+) -> Result<()> {
+    let mut whole = m.clone();
+    whole.shard = [0, 1];
+    set.write("sweep.json", &serde_json::to_vec_pretty(&whole)?)?;
+    let stats = subnetsim::output::sweep::write_results(set, &whole, records)?;
+    if !quiet {
+        outln!(
+            "{:<20} {:<40} {:>6} {:>8} {:>8}  95% interval",
+            "variant",
+            "grid point",
+            "runs",
+            "failing",
+            "P"
+        );
+        for (g, st) in m.groups.iter().zip(&stats) {
+            outln!(
+                "{:<20} {:<40} {:>6} {:>8} {:>7.1}%  {:.1}% to {:.1}%",
+                g.variant,
+                if g.point.is_empty() {
+                    "-".to_string()
+                } else {
+                    g.point.join(", ")
+                },
+                st.runs,
+                st.failing,
+                st.p * 100.0,
+                st.p_low * 100.0,
+                st.p_high * 100.0
+            );
+        }
+    }
+    Ok(())
+}
+
+fn cmd_merge(a: MergeArgs) -> Result<()> {
+    use subnetsim::experiments::sweep::RunRecord;
+    use subnetsim::output::sweep::Manifest;
+    let mut first: Option<Manifest> = None;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut records: Vec<RunRecord> = Vec::new();
+    for d in &a.dirs {
+        let read = |f: &str| -> Result<Vec<u8>> {
+            std::fs::read(d.join(f)).map_err(|e| {
+                input_error(&d.join(f), "", format!("not a sweep shard's output: {e}"))
+            })
+        };
+        let m: Manifest = serde_json::from_slice(&read("shard.json")?)
+            .map_err(|e| input_error(&d.join("shard.json"), "", e.to_string()))?;
+        let rs: Vec<RunRecord> = serde_json::from_slice(&read("records.json")?)
+            .map_err(|e| input_error(&d.join("records.json"), "", e.to_string()))?;
+        if let Some(f) = &first {
+            if f.key != m.key
+                || f.shard[1] != m.shard[1]
+                || f.groups != m.groups
+                || f.seeds != m.seeds
+            {
+                return Err(input_error(
+                    d,
+                    "shard.json",
+                    format!(
+                        "a shard of another sweep (scenario, settings, seeds, grid or shard count differ from {})",
+                        a.dirs[0].display()
+                    ),
+                ));
+            }
+        }
+        if !seen.insert(m.shard[0]) {
+            return Err(input_error(
+                d,
+                "shard.json",
+                format!("shard {} given twice", m.shard[0]),
+            ));
+        }
+        records.extend(rs);
+        first.get_or_insert(m);
+    }
+    let m = first.expect("at least one folder");
+    let n = m.shard[1];
+    let missing: Vec<usize> = (0..n).filter(|k| !seen.contains(k)).collect();
+    if !missing.is_empty() {
+        return Err(input_error(
+            &a.dirs[0],
+            "shard.json",
+            format!("missing shards {missing:?} of {n}"),
+        ));
+    }
+    records.sort_by_key(|r| r.index);
+    if records.len() != m.total() || records.iter().enumerate().any(|(i, r)| r.index != i) {
+        return Err(input_error(
+            &a.dirs[0],
+            "records.json",
+            "the shards do not hold every run exactly once".into(),
+        ));
+    }
+    let ctx = || format!("cannot write the outputs into {}", a.out.display());
+    let set = OutputSet::begin(&a.out).with_context(ctx)?;
+    finish_sweep(&set, &m, &records, false).with_context(ctx)?;
+    set.commit().with_context(ctx)?;
+    outln!(
+        "merged {n} shards ({} runs) into {}",
+        records.len(),
+        a.out.display()
+    );
+    Ok(())
+}

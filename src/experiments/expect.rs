@@ -24,6 +24,24 @@ fn secs(s: f64) -> String {
     }
 }
 
+/// The sweep assertion against `failing` of `runs` runs.
+pub fn evaluate_sweep(e: &Expect, failing: u64, runs: u64) -> Option<Check> {
+    let (seeds, max) = e.sweep?;
+    let p = failing as f64 / runs.max(1) as f64;
+    let (lo, hi) = crate::experiments::sweep::wilson(failing, runs);
+    Some(Check {
+        assertion: format!("sweep: P(InsufficientCidrBlocks) over {seeds} seeds"),
+        expected: format!("<= {:.2}%", max * 100.0),
+        got: format!(
+            "{:.2}% ({failing} of {runs} runs failed; 95%: {:.2}-{:.2}%)",
+            p * 100.0,
+            lo * 100.0,
+            hi * 100.0
+        ),
+        pass: p <= max,
+    })
+}
+
 /// Every assertion of `e` against `s`, in the order of the reference.
 pub fn evaluate(e: &Expect, s: &Summary) -> Vec<Check> {
     let mut out = Vec::new();

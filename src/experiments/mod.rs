@@ -14,6 +14,7 @@
 //! differ.
 
 pub mod expect;
+pub mod sweep;
 pub mod variants;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,11 @@ pub struct Variant {
     /// `base`, or the variant's name.
     pub name: String,
     pub scenario: Scenario,
+    /// The scenario as a YAML value (variant merged, `--set` applied), for
+    /// further overrides (a sweep's grid points).
+    pub value: Value,
+    /// The variant's line in the file (for problems of derived scenarios).
+    pub line: Option<usize>,
 }
 
 /// A scenario file's base and variants, in file order (base first).
@@ -37,6 +43,8 @@ pub struct Study {
     pub file: PathBuf,
     pub name: String,
     pub variants: Vec<Variant>,
+    /// The file's text (problems of derived scenarios are located in it).
+    pub text: String,
 }
 
 impl Study {
@@ -71,6 +79,17 @@ fn problem(file: &Path, line: Option<usize>, field: &str, message: String) -> Sc
 
 /// Loads a scenario file with its variants, applying `sets` to each.
 pub fn load(path: &Path, sets: &[SetOverride]) -> Result<Study, ScenarioError> {
+    if let Some(s) = sets.iter().find(|s| s.path[0] == "variants") {
+        return Err(problem(
+            path,
+            None,
+            "--set",
+            format!(
+                "{}: variants cannot be set from the command line; choose them with --variant NAME",
+                s.text
+            ),
+        ));
+    }
     let text = scenario::read_text(path)?;
     // The base as written: every problem with its exact position.
     let base = scenario::parse(&text, path)?;
@@ -85,10 +104,11 @@ pub fn load(path: &Path, sets: &[SetOverride]) -> Result<Study, ScenarioError> {
         for s in sets {
             apply_set(&mut v, s).map_err(|m| problem(path, None, "--set", m))?;
         }
-        scenario::from_value(v, &text, path, label, line)
+        let sc = scenario::from_value(v.clone(), &text, path, label, line)?;
+        Ok::<_, ScenarioError>((sc, v))
     };
-    let base = if sets.is_empty() {
-        base
+    let (base, base_value) = if sets.is_empty() {
+        (base, root.clone())
     } else {
         with_sets(root.clone(), "--set", None)?
     };
@@ -96,6 +116,8 @@ pub fn load(path: &Path, sets: &[SetOverride]) -> Result<Study, ScenarioError> {
     let mut out = vec![Variant {
         name: "base".into(),
         scenario: base,
+        value: base_value,
+        line: None,
     }];
     for (i, raw) in raw_variants.into_iter().enumerate() {
         let line = scenario::line_of(&text, &YPath::default().key("variants").index(i));
@@ -145,17 +167,20 @@ pub fn load(path: &Path, sets: &[SetOverride]) -> Result<Study, ScenarioError> {
         }
         let mut v = root.clone();
         merge(&mut v, &Value::Mapping(m));
-        let mut sc = with_sets(v, &format!("variant `{vname}`"), line)?;
+        let (mut sc, value) = with_sets(v, &format!("variant `{vname}`"), line)?;
         sc.name = format!("{name}/{vname}");
         out.push(Variant {
             name: vname,
             scenario: sc,
+            value,
+            line,
         });
     }
     Ok(Study {
         file: path.to_path_buf(),
         name,
         variants: out,
+        text,
     })
 }
 

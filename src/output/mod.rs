@@ -13,6 +13,7 @@
 
 pub mod charts;
 pub mod compare;
+pub mod sweep;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

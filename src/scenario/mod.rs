@@ -101,6 +101,19 @@ pub struct RawExpect {
     /// Every node Ready within this long of its launch (a node never Ready
     /// counts from its launch to the end).
     pub nodes_ready_within: Option<Ms>,
+    /// A sweep assertion: over `seeds` seeds (from the scenario's seed on),
+    /// the fraction of runs with at least one `InsufficientCidrBlocks` is at
+    /// most `max_p_insufficient_cidr_blocks`.
+    pub sweep: Option<RawSweepExpect>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawSweepExpect {
+    /// Seeds to run (1 to 100,000).
+    pub seeds: u32,
+    /// Largest fraction of failing runs allowed (0 to 1).
+    pub max_p_insufficient_cidr_blocks: f64,
 }
 
 /// One minimum for every subnet, or one per subnet name.
@@ -112,8 +125,10 @@ pub enum MinBlocks {
 }
 
 /// Validated expectations.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Expect {
+    /// (seeds, largest failing fraction).
+    pub sweep: Option<(u32, f64)>,
     pub max_insufficient_cidr_blocks: Option<u64>,
     /// Per subnet index.
     pub min_delegatable_blocks: Vec<Option<u32>>,
@@ -1128,7 +1143,23 @@ fn resolve_expect(e: &RawExpect, subnet_names: &[String], c: &mut Checker) -> Ex
             subnet_names.iter().map(|n| m.get(n).copied()).collect()
         }
     };
+    let sweep = e.sweep.as_ref().and_then(|sw| {
+        let p = Path::default().key("expect").key("sweep");
+        if sw.seeds == 0 || sw.seeds > 100_000 {
+            c.err(&p.key("seeds"), "from 1 to 100000");
+            return None;
+        }
+        if !(0.0..=1.0).contains(&sw.max_p_insufficient_cidr_blocks) {
+            c.err(
+                &p.key("max_p_insufficient_cidr_blocks"),
+                "a fraction from 0 to 1 (0.01 is 1%)",
+            );
+            return None;
+        }
+        Some((sw.seeds, sw.max_p_insufficient_cidr_blocks))
+    });
     Expect {
+        sweep,
         max_insufficient_cidr_blocks: e.max_insufficient_cidr_blocks,
         min_delegatable_blocks,
         no_failure_before: e.no_failure_before,

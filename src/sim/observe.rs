@@ -773,7 +773,7 @@ impl Observer {
 
 /// The settings a chart pasted alone must state: CNI mode and targets,
 /// subnet discovery, node pools.
-fn subtitle(spec: &ClusterSpec) -> String {
+pub fn subtitle(spec: &ClusterSpec) -> String {
     let c = &spec.cni;
     let mut parts = Vec::new();
     if c.prefix_delegation {
