@@ -18,7 +18,7 @@ use crate::time::Ms;
 
 /// Okabe-Ito colours (distinguishable with colour-blindness); with the line
 /// style (solid, dashed) alternating, variants stay apart in greyscale.
-const PALETTE: [RGBColor; 8] = [
+pub(crate) const PALETTE: [RGBColor; 8] = [
     RGBColor(0, 114, 178),
     RGBColor(230, 159, 0),
     RGBColor(0, 158, 115),

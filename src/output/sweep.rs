@@ -10,6 +10,7 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::charts::{int_label, num, render, s, text, tick, time_unit, Res, GRID};
+use super::compare::PALETTE;
 use super::{OutputError, OutputSet};
 use crate::experiments::sweep::{stats, GroupStats, RunRecord};
 use crate::time::Ms;
@@ -313,14 +314,6 @@ fn draw_bands<DB: DrawingBackend>(
     Ok(())
 }
 
-const PALETTE: [RGBColor; 6] = [
-    RGBColor(0, 114, 178),
-    RGBColor(230, 159, 0),
-    RGBColor(0, 158, 115),
-    RGBColor(204, 121, 167),
-    RGBColor(213, 94, 0),
-    RGBColor(0, 0, 0),
-];
 
 fn probability_chart(
     m: &Manifest,

@@ -138,16 +138,6 @@ pub struct Expect {
     pub nodes_ready_within: Option<Ms>,
 }
 
-impl Expect {
-    pub fn is_empty(&self) -> bool {
-        *self
-            == Expect {
-                min_delegatable_blocks: self.min_delegatable_blocks.iter().map(|_| None).collect(),
-                ..Expect::default()
-            }
-    }
-}
-
 /// Rows per subnet `timeseries.csv` may hold (streamed to disk; a year at
 /// 30 s is about 1.05 million).
 pub const MAX_SAMPLES: u64 = 10_000_000;
