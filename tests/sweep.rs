@@ -206,3 +206,114 @@ fn reservation_sizing_figures() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+#[test]
+fn shard_auto_reads_the_batch_systems_index() {
+    // Kubernetes Indexed Jobs and AWS Batch array jobs name the slice in an
+    // environment variable; --shard auto must run the same slice as K/N.
+    let d = tempfile::tempdir().unwrap();
+    sweep(
+        QS,
+        &d.path().join("k1"),
+        &["--seeds", "1..12", "--shard", "1/3"],
+    );
+    for var in ["JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX"] {
+        let out = d.path().join(var);
+        let o = Command::new(env!("CARGO_BIN_EXE_subnetsim"))
+            .args([
+                "sweep", QS, "--seeds", "1..12", "--shard", "auto", "--shards", "3", "--quiet",
+                "--out",
+            ])
+            .arg(&out)
+            .env(var, "1")
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(tree(&out), tree(&d.path().join("k1")), "{var}");
+    }
+    // Without the variable, or without --shards: exit 2.
+    let o = Command::new(env!("CARGO_BIN_EXE_subnetsim"))
+        .args([
+            "sweep",
+            QS,
+            "--seeds",
+            "1..12",
+            "--shard",
+            "auto",
+            "--shards",
+            "3",
+            "--out",
+            "/tmp/never",
+        ])
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn keep_runs_writes_each_runs_outputs_identical_to_run() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("s");
+    sweep(QS, &out, &["--seeds", "5..6", "--keep-runs"]);
+    let kept = out.join("runs/base/0/seed-6");
+    let single = d.path().join("single");
+    ok(&[
+        "run",
+        QS,
+        "--seed",
+        "6",
+        "--quiet",
+        "--no-wall-clock",
+        "--out",
+        single.to_str().unwrap(),
+    ]);
+    assert_eq!(tree(&kept), tree(&single));
+    // Without --keep-runs: no per-run files.
+    sweep(QS, &d.path().join("lean"), &["--seeds", "5..6"]);
+    assert!(!d.path().join("lean/runs").exists());
+}
+
+#[test]
+fn progress_bar_on_a_terminal_only() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "sweep",
+        RS,
+        "--variant",
+        "base",
+        "--seeds",
+        "1..8",
+        "--out",
+        d.path().join("a").to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("sweeping"),
+        "no terminal, no bar"
+    );
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("`script` not found: the terminal case is not checked here");
+        return;
+    }
+    let log = d.path().join("typescript");
+    let cmd = format!(
+        "{} sweep {RS} --variant base --seeds 1..30 --out {}",
+        env!("CARGO_BIN_EXE_subnetsim"),
+        d.path().join("b").display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &cmd, log.to_str().unwrap()])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let screen = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
+    assert!(
+        screen.contains("sweeping [") && screen.contains("runs (ETA"),
+        "{screen}"
+    );
+}

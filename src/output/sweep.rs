@@ -314,7 +314,6 @@ fn draw_bands<DB: DrawingBackend>(
     Ok(())
 }
 
-
 fn probability_chart(
     m: &Manifest,
     all: &[GroupStats],
