@@ -1,28 +1,10 @@
 //! `compare`, `check`, variants and `--set` on the shipped comparison
 //! scenarios.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::*;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_subnetsim"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use std::path::Path;
 
 const C24: &str = "scenarios/compare-24-vs-22.yaml";
 
@@ -30,7 +12,7 @@ fn compare(file: &str, dir: &Path, extra: &[&str]) {
     let mut args = vec!["compare", file, "--quiet", "--out", dir.to_str().unwrap()];
     args.extend_from_slice(extra);
     let o = run(&args);
-    assert!(o.status.success(), "{}", err(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 /// Every file under `dir`, relative path to bytes.
@@ -123,7 +105,7 @@ fn each_variant_folder_equals_run_variant() {
         "--out",
         single.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", err(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
     let (a, b) = (tree(&d.path().join("c/slash-22")), tree(&single));
     assert_eq!(a.len(), 9);
     assert_eq!(
@@ -175,7 +157,7 @@ fn set_overrides_a_field_like_a_variant() {
         "--out",
         s.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", err(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         std::fs::read(s.join("timeseries.csv")).unwrap()
             == std::fs::read(d.path().join("c/slash-22/timeseries.csv")).unwrap()
@@ -191,27 +173,28 @@ fn set_overrides_a_field_like_a_variant() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        err(&o).contains("no element named `private-b`") && err(&o).contains("valid: private-a"),
+        stderr(&o).contains("no element named `private-b`")
+            && stderr(&o).contains("valid: private-a"),
         "{}",
-        err(&o)
+        stderr(&o)
     );
     let o = run(&["run", C24, "--set", "vpc_cni.warm_ip_target"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(err(&o).contains("expected PATH=VALUE"), "{}", err(&o));
+    assert!(stderr(&o).contains("expected PATH=VALUE"), "{}", stderr(&o));
     let o = run(&["run", C24, "--variant", "slash-23"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        err(&o).contains("no variant named `slash-23`; valid: base, slash-22"),
+        stderr(&o).contains("no variant named `slash-23`; valid: base, slash-22"),
         "{}",
-        err(&o)
+        stderr(&o)
     );
 }
 
 #[test]
 fn check_passes_when_expectations_hold_and_fails_when_broken() {
     let o = run(&["check", C24]);
-    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
-    assert!(out(&o).contains("3 passed, 0 failed"), "{}", out(&o));
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("3 passed, 0 failed"), "{}", stdout(&o));
     // The same expectation on the /24 (via --set, for every run) is broken.
     let d = tempfile::tempdir().unwrap();
     let junit = d.path().join("report.xml");
@@ -223,8 +206,8 @@ fn check_passes_when_expectations_hold_and_fails_when_broken() {
         "--junit",
         junit.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
-    let table = out(&o);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let table = stdout(&o);
     assert!(
         table.contains("base")
             && table.contains("max_insufficient_cidr_blocks")
@@ -263,7 +246,7 @@ fn a_bad_variant_is_named_with_file_line_and_field() {
         d.path().join("o").to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(2));
-    let e = err(&o);
+    let e = stderr(&o);
     let line = text
         .lines()
         .position(|l| l.contains("- name: slash-22"))

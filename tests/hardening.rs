@@ -1,27 +1,12 @@
 //! Regression tests of issue #8: each input here crashed the program, gave a
 //! silently wrong answer, grew without bound or broke the output set before.
 
+mod common;
+use common::*;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_subnetsim"));
-    c.current_dir(root());
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use std::process::{Output, Stdio};
 
 /// Writes scenario text to a file in `dir` and validates it.
 fn validate(dir: &Path, text: &str) -> Output {

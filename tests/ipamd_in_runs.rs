@@ -3,13 +3,12 @@
 //! without the tag), nodes Ready with an empty pool, aws-node restarts under
 //! custom networking, and failure rows coalesced with exact totals.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+use common::*;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
 
 /// Runs scenario text (written to a file) into a fresh folder.
 fn run_text(text: &str) -> tempfile::TempDir {
@@ -33,27 +32,13 @@ fn run_text(text: &str) -> tempfile::TempDir {
     dir
 }
 
-fn rows(p: &Path) -> Vec<BTreeMap<String, String>> {
-    let mut r = csv::Reader::from_path(p).unwrap();
-    let h = r.headers().unwrap().clone();
-    r.records()
-        .map(|x| {
-            let x = x.unwrap();
-            h.iter()
-                .map(String::from)
-                .zip(x.iter().map(String::from))
-                .collect()
-        })
-        .collect()
-}
-
 fn num(r: &BTreeMap<String, String>, k: &str) -> u64 {
     r[k].parse().unwrap_or_else(|_| panic!("{k}: {:?}", r[k]))
 }
 
 /// The last sample of each subnet.
 fn last_rows(dir: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
-    rows(&dir.join("out/timeseries.csv"))
+    csv_rows(&dir.join("out/timeseries.csv"))
         .into_iter()
         .map(|r| (r["subnet"].clone(), r))
         .collect()
@@ -107,7 +92,7 @@ fn failure_rows_are_coalesced_and_totals_stay_exact() {
     let d = run_text(&shipped("quickstart.yaml"));
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.path().join("out/summary.json")).unwrap()).unwrap();
-    let ev = rows(&d.path().join("out/events.csv"));
+    let ev = csv_rows(&d.path().join("out/events.csv"));
     for kind in [
         "InsufficientCidrBlocks",
         "InsufficientFreeAddressesInSubnet",
@@ -192,7 +177,7 @@ fn custom_networking_with_an_empty_pool_stays_not_ready_and_restarts_aws_node() 
     let last = last_rows(d.path());
     assert_eq!(num(&last["big"], "nodes_ready"), 0);
     assert_eq!(num(&last["big"], "pods_pending"), 5);
-    let ev = rows(&d.path().join("out/events.csv"));
+    let ev = csv_rows(&d.path().join("out/events.csv"));
     let fails = ev
         .iter()
         .filter(|r| r["kind"] == "aws_node_init_failed")

@@ -2,21 +2,12 @@
 //! sharding, failure probabilities that equal single runs, and the figures
 //! docs/reservation-sizing.md quotes.
 
+mod common;
+use common::*;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_subnetsim"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap()
-}
+use std::path::Path;
+use std::process::Command;
 
 fn ok(args: &[&str]) -> String {
     let o = run(args);

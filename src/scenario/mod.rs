@@ -593,10 +593,7 @@ pub fn parse(text: &str, file: &FsPath) -> Result<Scenario, ScenarioError> {
             Some(i) => msg[..i].to_string(),
             None => msg,
         };
-        let (field, message) = match msg.split_once(": ") {
-            Some((f, m)) if !f.contains(' ') => (f.to_string(), humanize(m)),
-            _ => (String::new(), humanize(&msg)),
-        };
+        let (field, message) = split_serde_message(&msg);
         let mut line = loc.as_ref().map(|l| l.line());
         let mut column = loc.as_ref().map(|l| l.column());
         let dup = message
@@ -617,6 +614,23 @@ pub fn parse(text: &str, file: &FsPath) -> Result<Scenario, ScenarioError> {
             }],
         }
     })?;
+    resolve_in(raw, text).map_err(|problems| ScenarioError {
+        file: file.to_path_buf(),
+        problems,
+    })
+}
+
+/// serde's `path: message` split into the field and the message in the
+/// user's words.
+fn split_serde_message(msg: &str) -> (String, String) {
+    match msg.split_once(": ") {
+        Some((f, m)) if !f.contains(' ') => (f.to_string(), humanize(m)),
+        _ => (String::new(), humanize(msg)),
+    }
+}
+
+/// Resolves a raw scenario, locating problems in `text`.
+fn resolve_in(raw: RawScenario, text: &str) -> Result<Scenario, Vec<Problem>> {
     let mut c = Checker {
         text,
         problems: Vec::new(),
@@ -625,10 +639,7 @@ pub fn parse(text: &str, file: &FsPath) -> Result<Scenario, ScenarioError> {
     if c.problems.is_empty() {
         Ok(scenario.expect("no problems, so resolved"))
     } else {
-        Err(ScenarioError {
-            file: file.to_path_buf(),
-            problems: c.problems,
-        })
+        Err(c.problems)
     }
 }
 
@@ -645,11 +656,7 @@ pub fn from_value(
     fallback_line: Option<usize>,
 ) -> Result<Scenario, ScenarioError> {
     let raw: RawScenario = serde_yaml::from_value(value).map_err(|e| {
-        let msg = e.to_string();
-        let (field, message) = match msg.split_once(": ") {
-            Some((f, m)) if !f.contains(' ') => (f.to_string(), humanize(m)),
-            _ => (String::new(), humanize(&msg)),
-        };
+        let (field, message) = split_serde_message(&e.to_string());
         ScenarioError {
             file: file.to_path_buf(),
             problems: vec![Problem {
@@ -660,18 +667,14 @@ pub fn from_value(
             }],
         }
     })?;
-    let mut c = Checker {
-        text,
-        problems: Vec::new(),
+    let mut problems = match resolve_in(raw, text) {
+        Ok(scenario) => return Ok(scenario),
+        Err(p) => p,
     };
-    let scenario = resolve(raw, &mut c);
-    if c.problems.is_empty() {
-        return Ok(scenario.expect("no problems, so resolved"));
-    }
     // The base validated on its own: a problem here comes from what the
     // variant (or --set) changed, so it is reported at the variant's entry
     // when there is one.
-    for p in &mut c.problems {
+    for p in &mut problems {
         p.field = format!("{label}: {}", p.field);
         if fallback_line.is_some() {
             p.line = fallback_line;
@@ -680,7 +683,7 @@ pub fn from_value(
     }
     Err(ScenarioError {
         file: file.to_path_buf(),
-        problems: c.problems,
+        problems,
     })
 }
 
