@@ -308,3 +308,24 @@ fn progress_bar_on_a_terminal_only() {
         "{screen}"
     );
 }
+
+#[test]
+fn a_wrong_grid_field_is_named() {
+    let o = run(&[
+        "sweep",
+        QS,
+        "--seeds",
+        "1..2",
+        "--grid",
+        "vpc_cni.warm_prefx_target=1,2",
+        "--out",
+        "/tmp/never-written",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("variant `base`, --grid vpc_cni.warm_prefx_target=1: unknown field `warm_prefx_target`, expected one of"),
+        "{e}"
+    );
+    assert!(!Path::new("/tmp/never-written").exists());
+}

@@ -108,7 +108,12 @@ pub fn groups(study: &Study, axes: &[Axis]) -> Result<Vec<Group>, ScenarioError>
                 })?;
                 labels.push(label(&a.values[i]));
             }
-            let what = format!("variant `{}`, grid {}", v.name, labels.join(" "));
+            let axes_text: Vec<String> = axes
+                .iter()
+                .zip(&labels)
+                .map(|(a, l)| format!("--grid {}={l}", a.path))
+                .collect();
+            let what = format!("variant `{}`, {}", v.name, axes_text.join(", "));
             let mut sc = scenario::from_value(value, &study.text, &study.file, &what, v.line)?;
             sc.name = v.scenario.name.clone();
             out.push(Group {

@@ -662,7 +662,11 @@ pub fn from_value(
             problems: vec![Problem {
                 line: fallback_line,
                 column: None,
-                field: format!("{label}: {field}"),
+                field: if field.is_empty() {
+                    label.to_string()
+                } else {
+                    format!("{label}: {field}")
+                },
                 message,
             }],
         }
