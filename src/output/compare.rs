@@ -279,11 +279,13 @@ fn panel<DB: DrawingBackend>(
 
 /// A row per variant: `InsufficientCidrBlocks` per bucket as bars, height
 /// by count (scaled to the largest bucket of all variants).
+#[allow(clippy::too_many_arguments)]
 fn rug<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     y: i32,
     all: &[Totals],
     unit: f64,
+    unit_name: &str,
     xmax: f64,
     warm: f64,
     names: &[String],
@@ -300,7 +302,7 @@ fn rug<DB: DrawingBackend>(
         .build_cartesian_2d(0f64..xmax, 0f64..rows))?;
     s(ch.configure_mesh()
         .y_labels(0)
-        .x_desc("time")
+        .x_desc(format!("time ({unit_name})"))
         .x_label_formatter(&|v| tick(*v))
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 15))
@@ -394,7 +396,7 @@ fn draw_blocks<DB: DrawingBackend>(
     let lx = (W - LEGEND_W + 16) as i32;
     variants_legend(root, runs, lx, y + 14)?;
     y += PANEL as i32;
-    let peak = rug(root, y, &all, unit, xmax, warm, &names)?;
+    let peak = rug(root, y, &all, unit, unit_name, xmax, warm, &names)?;
     text(
         root,
         "InsufficientCidrBlocks per bucket,",
@@ -408,13 +410,6 @@ fn draw_blocks<DB: DrawingBackend>(
         (lx, y + 28),
         14,
         &BLACK,
-    )?;
-    text(
-        root,
-        &format!("time in {unit_name}"),
-        (lx, y + 48),
-        14,
-        &RGBColor(70, 70, 70),
     )?;
     Ok(())
 }

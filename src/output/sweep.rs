@@ -9,7 +9,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::charts::{int_label, num, render, s, text, tick, time_unit, Res, GRID};
+use super::charts::{int_label, num, render, s, text, tick, time_unit, Res, GRID, WARMUP};
 use super::compare::PALETTE;
 use super::{OutputError, OutputSet};
 use crate::experiments::sweep::{stats, GroupStats, RunRecord};
@@ -254,6 +254,9 @@ fn draw_bands<DB: DrawingBackend>(
         15,
         &ORANGE,
     )?;
+    if g0.warmup_ms > 0 {
+        text(root, "grey: warm-up", (1250, 134), 15, &RGBColor(120, 120, 120))?;
+    }
     let mut y = 80;
     for &i in shown {
         let g = &m.groups[i];
@@ -293,6 +296,12 @@ fn draw_bands<DB: DrawingBackend>(
             .label_style(("sans-serif", 13))
             .light_line_style(GRID)
             .draw())?;
+        if warm > 0.0 {
+            s(ch.draw_series([Rectangle::new(
+                [(0.0, 0.0), (warm / unit, ymax)],
+                WARMUP.filled(),
+            )]))?;
+        }
         let x = |k: usize| t[k] / unit;
         for (color, pick, scale) in [(BLUE, 1usize, 1.0), (ORANGE, 0usize, 16.0)] {
             let val = |k: usize, q: usize| {
