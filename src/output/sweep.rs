@@ -255,7 +255,13 @@ fn draw_bands<DB: DrawingBackend>(
         &ORANGE,
     )?;
     if g0.warmup_ms > 0 {
-        text(root, "grey: warm-up", (1250, 134), 15, &RGBColor(120, 120, 120))?;
+        text(
+            root,
+            "grey: warm-up",
+            (1250, 134),
+            15,
+            &RGBColor(120, 120, 120),
+        )?;
     }
     let mut y = 80;
     for &i in shown {
