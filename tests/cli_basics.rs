@@ -1,15 +1,14 @@
 //! Integration tests: run the real binary on the shipped examples and on bad
 //! input.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::*;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_subnetsim"))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn run(args: &[&str]) -> Output {
@@ -18,14 +17,6 @@ fn run(args: &[&str]) -> Output {
         .current_dir(root())
         .output()
         .expect("binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

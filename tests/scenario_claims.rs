@@ -3,13 +3,12 @@
 //! (`seed-002-t3medium-24` is checked in `tests/scenarios.rs`,
 //! `subnet-discovery` in `tests/ipamd_in_runs.rs`.)
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+use common::*;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
 
 fn run(scenario: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
@@ -24,17 +23,7 @@ fn run(scenario: &str) -> tempfile::TempDir {
 }
 
 fn rows(dir: &Path) -> Vec<BTreeMap<String, String>> {
-    let mut r = csv::Reader::from_path(dir.join("o/timeseries.csv")).unwrap();
-    let h = r.headers().unwrap().clone();
-    r.records()
-        .map(|x| {
-            let x = x.unwrap();
-            h.iter()
-                .map(String::from)
-                .zip(x.iter().map(String::from))
-                .collect()
-        })
-        .collect()
+    csv_rows(&dir.join("o/timeseries.csv"))
 }
 
 fn n(r: &BTreeMap<String, String>, k: &str) -> u64 {
