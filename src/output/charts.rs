@@ -14,6 +14,7 @@
 
 use std::sync::Once;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -104,6 +105,18 @@ pub(crate) fn render(
         s(root.present()).map_err(&e)?;
     }
     Ok((png, svg.into_bytes()))
+}
+
+/// Shades the warm-up, `[0, warm)` up to `top`, on a chart in time units.
+pub(crate) fn shade_warmup<DB: DrawingBackend>(
+    ch: &mut ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    warm: f64,
+    top: f64,
+) -> Res<()> {
+    if warm > 0.0 {
+        s(ch.draw_series([Rectangle::new([(0.0, 0.0), (warm, top)], WARMUP.filled())]))?;
+    }
+    Ok(())
 }
 
 /// Time unit for an axis covering `span`.
@@ -308,9 +321,7 @@ fn draw_free_ips<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &RunResul
             .axis_desc_style(("sans-serif", 15))
             .light_line_style(GRID)
             .draw())?;
-        if warm > 0.0 {
-            s(ch.draw_series([Rectangle::new([(0.0, 0.0), (warm, ymax)], WARMUP.filled())]))?;
-        }
+        shade_warmup(&mut ch, warm, ymax)?;
         // Values above the zoomed axis (during warm-up) are drawn at its top.
         let free: Vec<(f64, f64)> = rows
             .iter()
@@ -388,9 +399,7 @@ fn draw_free_ips<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &RunResul
             .label_style(("sans-serif", 14))
             .axis_desc_style(("sans-serif", 15))
             .draw())?;
-        if warm > 0.0 {
-            s(ch.draw_series([Rectangle::new([(0.0, 0.0), (warm, pmax)], WARMUP.filled())]))?;
-        }
+        shade_warmup(&mut ch, warm, pmax)?;
         let series = |f: &dyn Fn(&SampleRow) -> u32| -> Vec<(f64, f64)> {
             rows.iter()
                 .map(|x| (t(x), (f(x) as f64).min(pmax)))
@@ -473,9 +482,7 @@ fn draw_free_ips<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &RunResul
             .axis_desc_style(("sans-serif", 15))
             .light_line_style(GRID)
             .draw())?;
-        if warm > 0.0 {
-            s(ch.draw_series([Rectangle::new([(0.0, 0.0), (warm, fmax)], WARMUP.filled())]))?;
-        }
+        shade_warmup(&mut ch, warm, fmax)?;
         let mut kinds_seen = [false; 3];
         for &(a, b, counts) in &buckets {
             let mut base = 0.0;

@@ -9,8 +9,8 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use super::charts::{
-    clock, draw_map, int_label, legend_line, map_geometry, num, render, s, text, tick, time_unit,
-    wrap, Res, GRID, LEGEND_W, W, WARMUP, Y_LABELS, Y_RIGHT,
+    clock, draw_map, int_label, legend_line, map_geometry, num, render, s, shade_warmup, text,
+    tick, time_unit, wrap, Res, GRID, LEGEND_W, W, Y_LABELS, Y_RIGHT,
 };
 use super::OutputError;
 use crate::sim::observe::{RunResult, SampleRow};
@@ -262,9 +262,7 @@ fn panel<DB: DrawingBackend>(
         None => mesh.x_labels(0),
     };
     s(mesh.draw())?;
-    if warm > 0.0 {
-        s(ch.draw_series([Rectangle::new([(0.0, 0.0), (warm, ymax)], WARMUP.filled())]))?;
-    }
+    shade_warmup(&mut ch, warm, ymax)?;
     for (i, pts) in series.iter().enumerate() {
         let (c, dashed) = style(i);
         let pts: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1.min(ymax))).collect();
@@ -308,9 +306,7 @@ fn rug<DB: DrawingBackend>(
         .axis_desc_style(("sans-serif", 15))
         .light_line_style(GRID)
         .draw())?;
-    if warm > 0.0 {
-        s(ch.draw_series([Rectangle::new([(0.0, 0.0), (warm, rows)], WARMUP.filled())]))?;
-    }
+    shade_warmup(&mut ch, warm, rows)?;
     let peak = all
         .iter()
         .flat_map(|t| t.icb.windows(2).map(|w| w[1] - w[0]))

@@ -9,7 +9,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::charts::{int_label, num, render, s, text, tick, time_unit, Res, GRID, WARMUP};
+use super::charts::shade_warmup;
+use super::charts::{int_label, num, render, s, text, tick, time_unit, Res, GRID};
 use super::compare::PALETTE;
 use super::{OutputError, OutputSet};
 use crate::experiments::sweep::{stats, GroupStats, RunRecord};
@@ -302,12 +303,7 @@ fn draw_bands<DB: DrawingBackend>(
             .label_style(("sans-serif", 13))
             .light_line_style(GRID)
             .draw())?;
-        if warm > 0.0 {
-            s(ch.draw_series([Rectangle::new(
-                [(0.0, 0.0), (warm / unit, ymax)],
-                WARMUP.filled(),
-            )]))?;
-        }
+        shade_warmup(&mut ch, warm / unit, ymax)?;
         let x = |k: usize| t[k] / unit;
         for (color, pick, scale) in [(BLUE, 1usize, 1.0), (ORANGE, 0usize, 16.0)] {
             let val = |k: usize, q: usize| {
