@@ -42,6 +42,13 @@ fn sample(t: u64, subnet: &str, cidr: &str, k: u64) -> SampleRow {
         insufficient_cidr_blocks: if gone { (k - 29) * 12 } else { 0 },
         insufficient_free_addresses: if k >= 50 { k - 49 } else { 0 },
         invalid_parameter_value: if gone { (k - 29) * 6 } else { 0 },
+        nodes_cordoned: 0,
+        nodes_launched: 3,
+        nodes_terminated: 0,
+        spot_notices: 0,
+        spot_interruptions: 0,
+        consolidations: 0,
+        scale_downs: 0,
         time: Ms::from_secs(t),
     }
 }

@@ -142,6 +142,7 @@ fn every_shipped_scenario_is_documented_and_checked() {
         "tests/ipamd_in_runs.rs",
         "tests/compare.rs",
         "tests/sweep.rs",
+        "tests/node_churn.rs",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(root().join(f)).unwrap())

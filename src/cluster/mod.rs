@@ -2,5 +2,6 @@
 //! workloads. The event handlers that tie them to ipamd and EC2 are in
 //! [`crate::sim`].
 
+pub mod autoscaling;
 pub mod scheduler;
 pub mod spec;

@@ -5,6 +5,9 @@ use ipnet::Ipv4Net;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::autoscaling::{
+    Autoscaler, ClusterAutoscalerConfig, KarpenterConfig, KarpenterPool, SpotSpec,
+};
 use crate::addr::ec2::OwnerKind;
 use crate::addr::{Ec2Config, Reservation};
 use crate::catalog::InstanceType;
@@ -36,6 +39,12 @@ impl Default for KubeletConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeTiming {
+    /// A node that vanished (a spot interruption nobody handled) keeps its
+    /// pods bound this long before they are deleted and recreated: the
+    /// `node.kubernetes.io/unreachable` toleration of 300 s that
+    /// kube-apiserver's DefaultTolerationSeconds admission plugin gives
+    /// every pod. Default 5m.
+    pub not_ready_eviction: Ms,
     /// Launch to kubelet registered: half the launches fall uniformly in
     /// [boot_min, boot_median], half in [boot_median, boot_max].
     pub boot_min: Ms,
@@ -53,6 +62,7 @@ pub struct NodeTiming {
 impl Default for NodeTiming {
     fn default() -> Self {
         NodeTiming {
+            not_ready_eviction: Ms::from_secs(300),
             boot_min: Ms::from_secs(30),
             boot_median: Ms::from_secs(40),
             boot_max: Ms::from_secs(80),
@@ -118,18 +128,38 @@ impl SubnetSpec {
     }
 }
 
+/// One instance type a pool may launch.
+#[derive(Clone, Debug, Serialize)]
+pub struct PoolType {
+    pub instance: InstanceType,
+    /// kubelet max pods on this type.
+    pub max_pods: u32,
+    /// Price per hour in millionths of a dollar, from the scenario's
+    /// `karpenter.prices`; `None`: ranked by vCPUs, then memory.
+    pub price: Option<u64>,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct PoolSpec {
     pub name: String,
-    pub instance: InstanceType,
+    /// The types it may launch (one unless Karpenter chooses), cheapest
+    /// first.
+    pub types: Vec<PoolType>,
     /// Indices into the cluster's subnets (node subnets).
     pub subnets: Vec<usize>,
     /// Under custom networking: the ENIConfig subnet per node subnet
     /// (parallel to `subnets`); else equal to `subnets`.
     pub pod_subnets: Vec<usize>,
+    /// Nodes at the start (an Auto Scaling group's desired capacity).
     pub size: u32,
-    pub max_pods: u32,
+    pub min_size: u32,
+    pub max_size: u32,
+    pub autoscaler: Autoscaler,
     pub capacity_type: CapacityType,
+    /// Spot interruptions (spot pools only).
+    pub spot: Option<SpotSpec>,
+    /// The NodePool's settings (Karpenter pools only).
+    pub karpenter: Option<KarpenterPool>,
     /// EC2 Auto Scaling's maximum instance lifetime: each node is replaced
     /// (a new node launches, the old one is drained and terminated) after
     /// this long.
@@ -158,6 +188,8 @@ pub struct ClusterSpec {
     pub kubelet: KubeletConfig,
     pub nodes: NodeTiming,
     pub scheduler: SchedulerConfig,
+    pub karpenter: KarpenterConfig,
+    pub cluster_autoscaler: ClusterAutoscalerConfig,
     pub subnets: Vec<SubnetSpec>,
     pub pools: Vec<PoolSpec>,
     pub workloads: Vec<WorkloadSpec>,

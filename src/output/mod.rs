@@ -144,7 +144,7 @@ pub fn csv_in_memory(
 }
 
 /// The `timeseries.csv` columns, in order.
-pub const TIMESERIES_COLUMNS: [&str; 19] = [
+pub const TIMESERIES_COLUMNS: [&str; 26] = [
     "time_s",
     "subnet",
     "cidr",
@@ -164,6 +164,13 @@ pub const TIMESERIES_COLUMNS: [&str; 19] = [
     "insufficient_cidr_blocks",
     "insufficient_free_addresses",
     "invalid_parameter_value",
+    "nodes_cordoned",
+    "nodes_launched",
+    "nodes_terminated",
+    "spot_notices",
+    "spot_interruptions",
+    "consolidations",
+    "scale_downs",
 ];
 
 /// The `events.csv` columns, in order.

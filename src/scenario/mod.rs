@@ -20,9 +20,13 @@ use crate::addr::ec2::OwnerKind;
 use crate::addr::{Ec2Config, Reservation, ReservationType, Subnet};
 
 use crate::catalog::{max_pods, nearest_names, Catalog, InstanceType};
+use crate::cluster::autoscaling::{
+    self, Autoscaler, Budget, ClusterAutoscalerConfig, ConsolidationPolicy, KarpenterConfig,
+    KarpenterPool, SpotHandler, SpotSpec, SubnetPolicy,
+};
 use crate::cluster::spec::{
-    CapacityType, ClusterSpec, ConsumerSpec, KubeletConfig, NodeTiming, PoolSpec, SchedulerConfig,
-    SubnetSpec, WorkloadSpec,
+    CapacityType, ClusterSpec, ConsumerSpec, KubeletConfig, NodeTiming, PoolSpec, PoolType,
+    SchedulerConfig, SubnetSpec, WorkloadSpec,
 };
 use crate::ipamd::CniConfig;
 use crate::time::Ms;
@@ -62,6 +66,14 @@ pub struct RawScenario {
     pub nodes: NodeTiming,
     #[serde(default)]
     pub scheduler: SchedulerConfig,
+    /// Karpenter's controller settings (batching, subnet refresh,
+    /// disruption polling), for pools with `autoscaler: karpenter`.
+    #[serde(default)]
+    pub karpenter: KarpenterConfig,
+    /// The Cluster Autoscaler's flags, for pools with
+    /// `autoscaler: cluster_autoscaler`.
+    #[serde(default)]
+    pub cluster_autoscaler: ClusterAutoscalerConfig,
     /// Instance types added to (or replacing entries of) the catalogue.
     #[serde(default)]
     pub instance_types: Vec<InstanceType>,
@@ -312,27 +324,123 @@ pub struct RawConsumer {
 #[serde(deny_unknown_fields)]
 pub struct RawNodePool {
     pub name: String,
-    /// Catalogue name, e.g. `m5.large`.
-    pub instance_type: String,
+    /// Catalogue name, e.g. `m5.large` (or give `instance_types`).
+    #[serde(default)]
+    pub instance_type: Option<String>,
+    /// The types Karpenter may choose from (a list of catalogue names);
+    /// other pools take exactly one.
+    #[serde(default)]
+    pub instance_types: Option<Vec<String>>,
     /// Node subnets (names); nodes are balanced across them.
     pub subnets: Vec<String>,
     /// Under custom networking: the ENIConfig (pod) subnet for each node
     /// subnet, in the same order.
     #[serde(default)]
     pub pod_subnets: Option<Vec<String>>,
-    /// Nodes (fixed size).
-    pub size: u32,
+    /// Nodes at the start. Required with `autoscaler: none`; with the
+    /// Cluster Autoscaler the group's initial desired size (default
+    /// `min_size`); with Karpenter nodes that exist at the start (default
+    /// 0). 0 is valid.
+    #[serde(default)]
+    pub size: Option<u32>,
+    /// Cluster Autoscaler: the group's minimum size (default 0).
+    #[serde(default)]
+    pub min_size: Option<u32>,
+    /// Cluster Autoscaler: the group's maximum size; Karpenter: a limit on
+    /// the pool's nodes (like a NodePool `limits`). Default: no limit.
+    #[serde(default)]
+    pub max_size: Option<u32>,
+    /// Who sizes the pool: `none` (a fixed `size`), `karpenter`,
+    /// `cluster_autoscaler`.
+    #[serde(default)]
+    pub autoscaler: Autoscaler,
     /// kubelet max pods; default: the max-pods calculator for the CNI
-    /// settings.
+    /// settings, or for Karpenter pools Karpenter's own rule (the
+    /// secondary-IP formula, blind to prefix delegation).
     #[serde(default)]
     pub max_pods: Option<u32>,
     #[serde(default)]
     pub capacity_type: CapacityType,
+    /// Spot interruptions (with `capacity_type: spot`).
+    #[serde(default)]
+    pub spot: Option<RawSpot>,
+    /// The Karpenter NodePool's settings (with `autoscaler: karpenter`).
+    #[serde(default)]
+    pub karpenter: Option<RawKarpenterPool>,
     /// Replace each node after this long (EC2 Auto Scaling's maximum
     /// instance lifetime): a new node launches, the old one is drained and
-    /// terminated.
+    /// terminated. Not with Karpenter (use `karpenter.expire_after`).
     #[serde(default)]
     pub max_lifetime: Option<Ms>,
+}
+
+/// `node_pools[].spot` as written.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpot {
+    /// A Spot Instance Advisor bucket (`<5%`, `5-10%`, `10-15%`, `15-20%`,
+    /// `>20%`: the monthly fraction of instances interrupted; a bucket
+    /// stands for its midpoint, `>20%` for 25%) or a monthly percentage
+    /// (`7%`).
+    pub interruption_rate: String,
+    /// Interruptions of one instance type in one zone come together
+    /// (default true).
+    #[serde(default = "yes")]
+    pub correlated: bool,
+    /// Share of a zone's nodes of one type that a correlated event hits
+    /// (default 0.5; not measured by the source: a knob).
+    #[serde(default)]
+    pub correlation_share: Option<f64>,
+    /// A correlated event's notices arrive within this window (default 3m).
+    #[serde(default)]
+    pub correlation_window: Option<Ms>,
+    /// What acts on the notice: `karpenter` (default for Karpenter pools),
+    /// `node_termination_handler`, `none` (default for other pools).
+    #[serde(default)]
+    pub handler: Option<SpotHandler>,
+    /// Notice to termination (default 2m).
+    #[serde(default)]
+    pub notice: Option<Ms>,
+    /// Rebalance recommendations come this long before the notice, drawn
+    /// uniformly between the two (default [10m, 20m]).
+    #[serde(default)]
+    pub rebalance_lead: Option<[Ms; 2]>,
+    /// `node_termination_handler` only: cordon and drain on the rebalance
+    /// recommendation (its `enableRebalanceDraining`; default false).
+    #[serde(default)]
+    pub rebalance_drain: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `node_pools[].karpenter` as written (a NodePool's `disruption` and
+/// prices).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawKarpenterPool {
+    /// `available_ips` (Karpenter's rule, default) or `delegatable_blocks`
+    /// (what-if: rank a zone's subnets by free /28 blocks).
+    #[serde(default)]
+    pub subnet_policy: SubnetPolicy,
+    /// `WhenEmpty` or `WhenEmptyOrUnderutilized` (default).
+    #[serde(default)]
+    pub consolidation_policy: ConsolidationPolicy,
+    /// A duration or `Never` (default 0s).
+    #[serde(default)]
+    pub consolidate_after: Option<String>,
+    /// A duration or `Never` (default 720h).
+    #[serde(default)]
+    pub expire_after: Option<String>,
+    /// Nodes that may be disrupting at once: a count or a percentage of the
+    /// pool's nodes (default 10%).
+    #[serde(default)]
+    pub budget: Option<String>,
+    /// Price per hour per instance type (e.g. `m5.large: 0.096`), for the
+    /// cheapest fit; types without a price rank by vCPUs, then memory.
+    #[serde(default)]
+    pub prices: BTreeMap<String, f64>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -916,13 +1024,11 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
     let mut pools = Vec::new();
     for (i, np) in raw.node_pools.iter().enumerate() {
         let p = root.key("node_pools").index(i);
-        let t = match catalog.get(&np.instance_type) {
-            Ok(t) => t.clone(),
-            Err(e) => {
-                c.err(&p.key("instance_type"), e.to_string());
-                continue;
-            }
+        let types = match pool_types(np, &catalog, &p, c) {
+            Some(t) => t,
+            None => continue,
         };
+        let t = types[0].clone();
         if np.subnets.is_empty() {
             c.err(
                 &p.key("subnets"),
@@ -978,49 +1084,114 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
                 np.name, t.name
             ));
         }
-        let mp = match np.max_pods {
-            Some(0) => {
-                c.err(&p.key("max_pods"), "must be at least 1");
-                continue;
-            }
-            Some(m) if m > MAX_MAX_PODS => {
+        let mut pool_types = Vec::new();
+        for (k, t) in types.iter().enumerate() {
+            let field = if np.instance_types.is_some() {
+                p.key("instance_types").index(k)
+            } else {
+                p.key("instance_type")
+            };
+            let mp = match np.max_pods {
+                Some(0) => {
+                    c.err(&p.key("max_pods"), "must be at least 1");
+                    None
+                }
+                Some(m) if m > MAX_MAX_PODS => {
+                    c.err(
+                        &p.key("max_pods"),
+                        format!("{m} is more than any kubelet runs; at most {MAX_MAX_PODS}"),
+                    );
+                    None
+                }
+                Some(m) => Some(m),
+                // Karpenter's own rule, blind to prefix delegation
+                // (karpenter-provider-aws instancetype/types.go `pods`).
+                None if np.autoscaler == Autoscaler::Karpenter => Some(t.eni_max_pods()),
+                None => match max_pods(t, &raw.vpc_cni.max_pods_query()) {
+                    Ok(r) => Some(r.max_pods),
+                    Err(e) => {
+                        c.err(&p.key("max_pods"), format!("{e}; set max_pods"));
+                        None
+                    }
+                },
+            };
+            if t.allocatable_cpu_millis.is_none() || t.allocatable_memory_mib.is_none() {
                 c.err(
-                    &p.key("max_pods"),
-                    format!("{m} is more than any kubelet runs; at most {MAX_MAX_PODS}"),
+                    &field,
+                    format!(
+                        "{} has no allocatable CPU/memory in the catalogue; define it under instance_types",
+                        t.name
+                    ),
                 );
                 continue;
             }
-            Some(m) => m,
-            None => match max_pods(&t, &raw.vpc_cni.max_pods_query()) {
-                Ok(r) => r.max_pods,
-                Err(e) => {
-                    c.err(&p.key("max_pods"), format!("{e}; set max_pods"));
-                    continue;
+            let price = np.karpenter.as_ref().and_then(|k| k.prices.get(&t.name));
+            let price = match price {
+                Some(&v) if v.is_finite() && v > 0.0 && v < 1e6 => Some((v * 1e6).round() as u64),
+                Some(v) => {
+                    c.err(
+                        &p.key("karpenter").key("prices").key(&t.name),
+                        format!("{v}: a price per hour above 0 and below 1000000"),
+                    );
+                    None
                 }
-            },
-        };
-        if t.allocatable_cpu_millis.is_none() || t.allocatable_memory_mib.is_none() {
-            c.err(
-                &p.key("instance_type"),
-                format!(
-                    "{} has no allocatable CPU/memory in the catalogue; define it under instance_types",
-                    t.name
-                ),
-            );
+                None => None,
+            };
+            if let Some(mp) = mp {
+                pool_types.push(PoolType {
+                    instance: t.clone(),
+                    max_pods: mp,
+                    price,
+                });
+            }
+        }
+        if pool_types.len() != types.len() {
             continue;
         }
+        if let Some(k) = &np.karpenter {
+            for name in k.prices.keys() {
+                if !types.iter().any(|t| &t.name == name) {
+                    c.err(
+                        &p.key("karpenter").key("prices").key(name),
+                        format!(
+                            "`{name}` is not one of the pool's instance_types; {}",
+                            one_of(&types.iter().map(|t| t.name.clone()).collect::<Vec<_>>())
+                        ),
+                    );
+                }
+            }
+        }
+        // Cheapest first: priced types by price, then unpriced by size.
+        pool_types.sort_by(|a, b| {
+            let key = |t: &PoolType| {
+                (
+                    t.price.is_none(),
+                    t.price.unwrap_or(0),
+                    t.instance.vcpu,
+                    t.instance.memory_mib,
+                    t.instance.name.clone(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        let Some(sizes) = pool_sizes(np, &p, c) else {
+            continue;
+        };
+        let (Ok(spot), Ok(karpenter)) = (pool_spot(np, &p, c), pool_karpenter(np, &p, c)) else {
+            continue;
+        };
         if sn.iter().any(Option::is_none) || pod_sn.iter().any(Option::is_none) {
             continue;
         }
         let subnets_ix: Vec<usize> = sn.into_iter().flatten().collect();
         // Each node takes at least its primary address.
         let room: Option<u64> = subnets_ix.iter().map(|&k| usable_of[k]).sum();
-        if let Some(room) = room.filter(|&r| u64::from(np.size) > r) {
+        if let Some(room) = room.filter(|&r| u64::from(sizes.0) > r) {
             c.err(
                 &p.key("size"),
                 format!(
                     "{} nodes cannot fit in the pool's subnets ({room} usable addresses, one per node at the least); at most {room}",
-                    np.size
+                    sizes.0
                 ),
             );
             continue;
@@ -1028,16 +1199,20 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
         let pod_ix: Vec<usize> = pod_sn.into_iter().flatten().collect();
         pools.push(PoolSpec {
             name: np.name.clone(),
-            instance: t,
             pod_subnets: if pod_ix.len() == subnets_ix.len() {
                 pod_ix
             } else {
                 subnets_ix.clone()
             },
             subnets: subnets_ix,
-            size: np.size,
-            max_pods: mp,
+            types: pool_types,
+            size: sizes.0,
+            min_size: sizes.1,
+            max_size: sizes.2,
+            autoscaler: np.autoscaler,
             capacity_type: np.capacity_type,
+            spot,
+            karpenter,
             max_lifetime: np.max_lifetime,
         });
     }
@@ -1117,12 +1292,262 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
             kubelet: raw.kubelet,
             nodes: raw.nodes,
             scheduler: raw.scheduler,
+            karpenter: raw.karpenter,
+            cluster_autoscaler: raw.cluster_autoscaler,
             subnets,
             pools,
             workloads,
         },
         warnings,
     })
+}
+
+/// The pool's instance types from `instance_type` or `instance_types`.
+fn pool_types(
+    np: &RawNodePool,
+    catalog: &Catalog,
+    p: &Path,
+    c: &mut Checker,
+) -> Option<Vec<InstanceType>> {
+    let names: Vec<(Path, &str)> = match (&np.instance_type, &np.instance_types) {
+        (Some(t), None) => vec![(p.key("instance_type"), t.as_str())],
+        (None, Some(list)) => {
+            if list.is_empty() {
+                c.err(&p.key("instance_types"), "at least one instance type");
+                return None;
+            }
+            if list.len() > 1 && np.autoscaler != Autoscaler::Karpenter {
+                c.err(
+                    &p.key("instance_types"),
+                    "only Karpenter chooses among several types; give one (instance_type) or set autoscaler: karpenter",
+                );
+                return None;
+            }
+            list.iter()
+                .enumerate()
+                .map(|(k, t)| (p.key("instance_types").index(k), t.as_str()))
+                .collect()
+        }
+        (Some(_), Some(_)) => {
+            c.err(
+                &p.key("instance_types"),
+                "give either instance_type or instance_types, not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            c.err(
+                &p.key("instance_type"),
+                "missing: give instance_type (one type) or instance_types (a list, for Karpenter)",
+            );
+            return None;
+        }
+    };
+    let mut out: Vec<InstanceType> = Vec::new();
+    for (path, name) in names {
+        match catalog.get(name) {
+            Ok(t) if out.iter().any(|o| o.name == t.name) => {
+                c.err(&path, format!("`{name}` is listed twice"));
+            }
+            Ok(t) => out.push(t.clone()),
+            Err(e) => c.err(&path, e.to_string()),
+        }
+    }
+    (out.len() == np.instance_types.as_ref().map_or(1, Vec::len)).then_some(out)
+}
+
+/// `(size, min_size, max_size)` for the pool's autoscaler.
+fn pool_sizes(np: &RawNodePool, p: &Path, c: &mut Checker) -> Option<(u32, u32, u32)> {
+    match np.autoscaler {
+        Autoscaler::None => {
+            for (field, v) in [("min_size", np.min_size), ("max_size", np.max_size)] {
+                if v.is_some() {
+                    c.err(
+                        &p.key(field),
+                        "only for autoscaled pools (autoscaler: cluster_autoscaler or karpenter); a fixed pool has a size",
+                    );
+                }
+            }
+            match np.size {
+                Some(n) => Some((n, n, n)),
+                None => {
+                    c.err(
+                        &p.key("size"),
+                        "missing: a fixed pool (autoscaler: none) needs a size (0 is valid)",
+                    );
+                    None
+                }
+            }
+        }
+        Autoscaler::ClusterAutoscaler => {
+            let min = np.min_size.unwrap_or(0);
+            let max = np.max_size.unwrap_or(u32::MAX);
+            let size = np.size.unwrap_or(min);
+            if !(min <= size && size <= max) {
+                c.err(
+                    &p.key("size"),
+                    format!("needs min_size <= size <= max_size; here {min} <= {size} <= {max}"),
+                );
+                return None;
+            }
+            Some((size, min, max))
+        }
+        Autoscaler::Karpenter => {
+            if np.min_size.is_some() {
+                c.err(
+                    &p.key("min_size"),
+                    "Karpenter keeps no minimum number of nodes; omit it (size gives nodes that exist at the start)",
+                );
+                return None;
+            }
+            let max = np.max_size.unwrap_or(u32::MAX);
+            let size = np.size.unwrap_or(0);
+            if size > max {
+                c.err(
+                    &p.key("size"),
+                    format!("{size} nodes at the start but max_size is {max}"),
+                );
+                return None;
+            }
+            Some((size, 0, max))
+        }
+    }
+}
+
+fn pool_spot(np: &RawNodePool, p: &Path, c: &mut Checker) -> Result<Option<SpotSpec>, ()> {
+    let Some(raw) = &np.spot else {
+        return Ok(None);
+    };
+    let sp = p.key("spot");
+    let before = c.problems.len();
+    if np.capacity_type != CapacityType::Spot {
+        c.err(&sp, "spot interruptions need capacity_type: spot");
+    }
+    let monthly_fraction = autoscaling::parse_interruption_rate(&raw.interruption_rate)
+        .map_err(|m| c.err(&sp.key("interruption_rate"), m))
+        .unwrap_or(0.0);
+    let share = raw.correlation_share.unwrap_or(0.5);
+    if !(share > 0.0 && share <= 1.0) {
+        c.err(
+            &sp.key("correlation_share"),
+            format!("{share}: a share above 0 and at most 1"),
+        );
+    }
+    if !raw.correlated && (raw.correlation_share.is_some() || raw.correlation_window.is_some()) {
+        c.err(
+            &sp.key("correlated"),
+            "correlation_share and correlation_window apply only with correlated: true",
+        );
+    }
+    let handler = raw.handler.unwrap_or(match np.autoscaler {
+        Autoscaler::Karpenter => SpotHandler::Karpenter,
+        _ => SpotHandler::None,
+    });
+    match (handler, np.autoscaler) {
+        (SpotHandler::Karpenter, a) if a != Autoscaler::Karpenter => c.err(
+            &sp.key("handler"),
+            "Karpenter handles interruptions only of its own nodes (autoscaler: karpenter); use node_termination_handler or none",
+        ),
+        (SpotHandler::NodeTerminationHandler, Autoscaler::Karpenter) => c.err(
+            &sp.key("handler"),
+            "Karpenter pools: karpenter or none (aws-node-termination-handler runs beside Auto Scaling groups)",
+        ),
+        _ => {}
+    }
+    if raw.rebalance_drain && handler != SpotHandler::NodeTerminationHandler {
+        c.err(
+            &sp.key("rebalance_drain"),
+            "only node_termination_handler acts on rebalance recommendations (Karpenter ignores them)",
+        );
+    }
+    let notice = raw.notice.unwrap_or(Ms::from_secs(120));
+    let window = raw.correlation_window.unwrap_or(Ms::from_secs(180));
+    let lead = raw
+        .rebalance_lead
+        .unwrap_or([Ms::from_secs(600), Ms::from_secs(1200)]);
+    if lead[0] > lead[1] {
+        c.err(
+            &sp.key("rebalance_lead"),
+            "[earliest, latest]: the first may not be larger",
+        );
+    }
+    for (f, v) in [("notice", notice), ("correlation_window", window)] {
+        if v > MAX_DURATION {
+            c.err(&sp.key(f), format!("at most {MAX_DURATION}"));
+        }
+    }
+    if c.problems.len() > before {
+        return Err(());
+    }
+    Ok(Some(SpotSpec {
+        monthly_fraction,
+        rate_text: raw.interruption_rate.trim().to_string(),
+        correlated: raw.correlated,
+        correlation_share: share,
+        correlation_window: window,
+        notice,
+        handler,
+        rebalance_lead: (lead[0], lead[1]),
+        rebalance_drain: raw.rebalance_drain,
+    }))
+}
+
+/// A duration or `Never`.
+fn never_or(text: &str) -> Result<Option<Ms>, String> {
+    if text.trim() == "Never" {
+        return Ok(None);
+    }
+    let t = Ms::parse(text).map_err(|m| format!("{m}; or Never"))?;
+    if t > MAX_DURATION {
+        return Err(format!("at most {MAX_DURATION}, or Never"));
+    }
+    Ok(Some(t))
+}
+
+fn pool_karpenter(
+    np: &RawNodePool,
+    p: &Path,
+    c: &mut Checker,
+) -> Result<Option<KarpenterPool>, ()> {
+    let kp = p.key("karpenter");
+    if np.autoscaler != Autoscaler::Karpenter {
+        if np.karpenter.is_some() {
+            c.err(&kp, "only with autoscaler: karpenter");
+            return Err(());
+        }
+        return Ok(None);
+    }
+    if np.max_lifetime.is_some() {
+        c.err(
+            &p.key("max_lifetime"),
+            "Karpenter nodes expire by karpenter.expire_after (default 720h), not max_lifetime",
+        );
+        return Err(());
+    }
+    let raw = np.karpenter.clone().unwrap_or_default();
+    let before = c.problems.len();
+    let consolidate_after = never_or(raw.consolidate_after.as_deref().unwrap_or("0s"))
+        .map_err(|m| c.err(&kp.key("consolidate_after"), m))
+        .unwrap_or(None);
+    let expire_after = never_or(raw.expire_after.as_deref().unwrap_or("720h"))
+        .map_err(|m| c.err(&kp.key("expire_after"), m))
+        .unwrap_or(None);
+    if expire_after == Some(Ms::ZERO) {
+        c.err(&kp.key("expire_after"), "must be more than 0, or Never");
+    }
+    let budget = Budget::parse(raw.budget.as_deref().unwrap_or("10%"))
+        .map_err(|m| c.err(&kp.key("budget"), m))
+        .unwrap_or(Budget::Percent(10));
+    if c.problems.len() > before {
+        return Err(());
+    }
+    Ok(Some(KarpenterPool {
+        subnet_policy: raw.subnet_policy,
+        consolidation_policy: raw.consolidation_policy,
+        consolidate_after,
+        expire_after,
+        budget,
+    }))
 }
 
 fn resolve_expect(e: &RawExpect, subnet_names: &[String], c: &mut Checker) -> Expect {
@@ -1210,7 +1635,7 @@ node_pools:
     #[test]
     fn a_minimal_scenario_resolves() {
         let s = parse(OK, FsPath::new("s.yaml")).unwrap();
-        assert_eq!(s.cluster.pools[0].max_pods, 110);
+        assert_eq!(s.cluster.pools[0].types[0].max_pods, 110);
         assert_eq!(s.sample_every, Ms::from_secs(60));
     }
 

@@ -6,7 +6,10 @@
 //! an [`Event`] variant, its handler, and (if it draws random numbers) a
 //! named stream in [`Streams`].
 
+mod cluster_autoscaler;
+mod karpenter;
 pub mod observe;
+mod spot;
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -15,6 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::addr::ec2::{EniOwner, OwnerKind};
 use crate::addr::{Ec2, Ec2Op, EniId, Subnet, SubnetId};
+use crate::cluster::autoscaling::Autoscaler;
 use crate::cluster::scheduler::{self, Capacity};
 use crate::cluster::spec::{CapacityType, ClusterSpec};
 use crate::engine::{stream, EventQueue};
@@ -26,12 +30,45 @@ use observe::{EventRow, FailedCall, Holder, Observer, RowSink, RunResult};
 /// Everything that can happen. Handlers are in `Simulation::handle`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A node group launches (or retries launching) a node.
+    /// A node group, Karpenter or the Cluster Autoscaler launches (or
+    /// retries launching) a node.
     NodeLaunch {
         pool: u32,
         /// The node this launch replaces (`u32::MAX`: none).
         replaces: u32,
+        /// Index into the pool's types.
+        itype: u16,
+        by: Launcher,
+        /// When the launch was first asked for (provision timeouts).
+        asked: Ms,
     },
+    /// A spot instance's interruption notice (2 minutes before).
+    SpotNotice {
+        node: u32,
+    },
+    /// A rebalance recommendation for a spot instance.
+    SpotRebalance {
+        node: u32,
+    },
+    /// A correlated interruption of one spot group (pool, type, zone).
+    SpotGroup {
+        group: u32,
+    },
+    /// The spot instance is reclaimed.
+    SpotDeadline {
+        node: u32,
+    },
+    /// Pods of a vanished node are deleted (the unreachable toleration ran
+    /// out) and recreated by their workloads.
+    EvictLost {
+        node: u32,
+    },
+    /// Karpenter's batch window may have closed.
+    KarpenterBatch,
+    /// Karpenter's disruption controller polls.
+    KarpenterDisruption,
+    /// The Cluster Autoscaler's loop.
+    ClusterAutoscalerScan,
     /// The node's kubelet registered; aws-node (ipamd) starts.
     NodeRegistered {
         node: u32,
@@ -78,6 +115,26 @@ pub enum Event {
     Sample,
 }
 
+/// Who launched a node (`node_launched` events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Launcher {
+    /// The pool's Auto Scaling group (initial size, replacement of a lost
+    /// instance, max lifetime rotation).
+    NodeGroup,
+    Karpenter,
+    ClusterAutoscaler,
+}
+
+impl Launcher {
+    pub fn name(self) -> &'static str {
+        match self {
+            Launcher::NodeGroup => "node group",
+            Launcher::Karpenter => "karpenter",
+            Launcher::ClusterAutoscaler => "cluster_autoscaler",
+        }
+    }
+}
+
 /// The named random streams (see [`crate::engine`]).
 pub struct Streams {
     /// EC2's placement of addresses and prefixes.
@@ -88,6 +145,10 @@ pub struct Streams {
     pub node_boot: ChaCha8Rng,
     /// Consumer ENI churn times.
     pub consumers: ChaCha8Rng,
+    /// Spot interruption times and which nodes a correlated event hits.
+    pub spot: ChaCha8Rng,
+    /// The Cluster Autoscaler's random expander and tie-breaks.
+    pub cluster_autoscaler: ChaCha8Rng,
 }
 
 impl Streams {
@@ -97,6 +158,8 @@ impl Streams {
             ipamd: stream(seed, "ipamd"),
             node_boot: stream(seed, "node_boot"),
             consumers: stream(seed, "consumers"),
+            spot: stream(seed, "spot"),
+            cluster_autoscaler: stream(seed, "cluster_autoscaler"),
         }
     }
 }
@@ -110,6 +173,8 @@ enum NodeState {
 
 struct Node {
     pool: u32,
+    /// Index into the pool's types.
+    itype: u16,
     subnet: u32,
     state: NodeState,
     primary: EniId,
@@ -126,6 +191,30 @@ struct Node {
     /// The node this one replaces (drained once this one is Ready), or
     /// `NONE`.
     replaces: u32,
+    /// Cordoned (tainted): out of the scheduler's index, being disrupted.
+    cordoned: bool,
+    /// A spot notice was received.
+    noticed: bool,
+    /// The instance is gone but the Node object and its pods remain until
+    /// the unreachable toleration runs out.
+    lost: bool,
+    /// The spot group it belongs to and its place in the group's list, or
+    /// `NONE`.
+    spot_group: u32,
+    group_pos: u32,
+    /// When a pod last bound to or left this node (Karpenter's
+    /// `consolidateAfter` counts from here).
+    last_pod_event: Ms,
+    /// Cluster Autoscaler: since when the node is under the utilization
+    /// threshold.
+    under_since: Option<Ms>,
+}
+
+impl Node {
+    /// In the scheduler's index of Ready nodes.
+    fn schedulable(&self) -> bool {
+        self.state == NodeState::Ready && !self.cordoned
+    }
 }
 
 const NONE: u32 = u32::MAX;
@@ -138,6 +227,8 @@ enum PodState {
     /// Bound; a sandbox failed for want of an address (ContainerCreating).
     WaitingIp,
     Running,
+    /// On a node whose instance vanished, until deleted.
+    Lost,
     Free,
 }
 
@@ -162,6 +253,19 @@ pub struct SubnetGauges {
     pub insufficient_cidr_blocks: u64,
     pub insufficient_free_addresses: u64,
     pub invalid_parameter_value: u64,
+    /// Nodes cordoned for a disruption (spot notice, consolidation
+    /// replacement) and not yet gone.
+    pub nodes_cordoned: u32,
+    /// Cumulative: nodes launched and terminated in this subnet.
+    pub nodes_launched: u64,
+    pub nodes_terminated: u64,
+    /// Cumulative: spot notices and reclaimed spot instances.
+    pub spot_notices: u64,
+    pub spot_interruptions: u64,
+    /// Cumulative: nodes removed by Karpenter's consolidation and by the
+    /// Cluster Autoscaler's scale-down.
+    pub consolidations: u64,
+    pub scale_downs: u64,
 }
 
 /// The simulation state.
@@ -201,6 +305,25 @@ pub struct Simulation {
     /// Per node subnet: where its nodes' ipamd may create ENIs, and whether
     /// the primary ENI is excluded from pod addresses (from zones and tags).
     eni_subnets: Vec<(EniSubnets, bool)>,
+    /// Per subnet: its zone's index.
+    zone_of: Vec<u32>,
+    /// Per pool: live instances (launched, not yet terminated or vanished),
+    /// launches asked for and not yet made, the Auto Scaling group's
+    /// desired capacity, and cordoned nodes.
+    pool_live: Vec<u32>,
+    pool_launching: Vec<u32>,
+    desired: Vec<u32>,
+    pool_cordoned: Vec<u32>,
+    /// Per pool: nodes launched and not yet Ready (in flight).
+    booting: Vec<Vec<u32>>,
+    /// Per workload: Pending pods, and whether the scheduler found no node
+    /// for them (`PodScheduled=False`, reason Unschedulable: what the
+    /// autoscalers act on).
+    pending_count: Vec<u32>,
+    unschedulable: Vec<bool>,
+    spot: spot::SpotState,
+    karpenter: karpenter::KarpenterState,
+    ca: cluster_autoscaler::CaState,
 }
 
 /// Where ipamd on a node in subnet `si` may create ENIs
@@ -269,6 +392,17 @@ impl Simulation {
             rotating: vec![false; spec.pools.len()],
             ipam_events: Vec::new(),
             eni_subnets: (0..n_sub).map(|i| eni_subnets_for(&spec, i)).collect(),
+            zone_of: zone_indices(&spec),
+            pool_live: vec![0; spec.pools.len()],
+            pool_launching: vec![0; spec.pools.len()],
+            desired: spec.pools.iter().map(|p| p.size).collect(),
+            pool_cordoned: vec![0; spec.pools.len()],
+            booting: vec![Vec::new(); spec.pools.len()],
+            pending_count: vec![0; spec.workloads.len()],
+            unschedulable: vec![false; spec.workloads.len()],
+            spot: spot::SpotState::new(&spec, &zone_indices(&spec)),
+            karpenter: karpenter::KarpenterState::new(&spec),
+            ca: cluster_autoscaler::CaState::new(&spec),
             spec,
         };
         sim.observer.set_run(
@@ -303,17 +437,20 @@ impl Simulation {
                 }
             }
         }
-        for (pi, p) in self.spec.pools.iter().enumerate() {
-            for _ in 0..p.size {
-                self.queue.schedule(
-                    Ms::ZERO,
-                    Event::NodeLaunch {
-                        pool: pi as u32,
-                        replaces: NONE,
-                    },
-                );
+        for pi in 0..self.spec.pools.len() {
+            let p = &self.spec.pools[pi];
+            if p.autoscaler == Autoscaler::Karpenter {
+                // Nodes that exist at the start: the cheapest type.
+                for _ in 0..p.size {
+                    self.ask_launch(pi as u32, NONE, 0, Launcher::Karpenter, Ms::ZERO);
+                }
+            } else {
+                self.asg_fill(pi as u32);
             }
         }
+        self.spot_init();
+        self.karpenter_init();
+        self.cluster_autoscaler_init();
         for (wi, w) in self.spec.workloads.iter().enumerate() {
             self.queue.schedule(
                 w.start,
@@ -441,25 +578,26 @@ impl Simulation {
 
     fn handle(&mut self, at: Ms, ev: Event) {
         match ev {
-            Event::NodeLaunch { pool, replaces } => self.node_launch(pool, replaces),
+            Event::NodeLaunch {
+                pool,
+                replaces,
+                itype,
+                by,
+                asked,
+            } => self.node_launch(pool, replaces, itype, by, asked),
             Event::NodeRegistered { node } => self.node_registered(node),
             Event::IpamdTick { node } => self.ipamd_tick(at, node),
             Event::NodeReady { node } => self.node_ready(node),
             Event::AwsNodeRestart { node } => self.aws_node_restart(node),
-            Event::NodeExpire { node } => {
-                let pool = self.nodes[node as usize].as_ref().map(|n| n.pool);
-                if let Some(pool) = pool {
-                    let si = self.nodes[node as usize].as_ref().map(|n| n.subnet);
-                    self.log(
-                        "node_expired",
-                        si,
-                        Some(node),
-                        "max_lifetime reached".into(),
-                    );
-                    self.rotation[pool as usize].push_back(node);
-                    self.next_rotation(pool);
-                }
-            }
+            Event::NodeExpire { node } => self.node_expire(node),
+            Event::SpotNotice { node } => self.spot_notice(node),
+            Event::SpotRebalance { node } => self.spot_rebalance(node),
+            Event::SpotGroup { group } => self.spot_group_event(group),
+            Event::SpotDeadline { node } => self.spot_deadline(node),
+            Event::EvictLost { node } => self.evict_lost(node),
+            Event::KarpenterBatch => self.karpenter_batch(),
+            Event::KarpenterDisruption => self.karpenter_disruption(),
+            Event::ClusterAutoscalerScan => self.cluster_autoscaler_scan(),
             Event::PodSandbox { pod, gen } => self.pod_sandbox(pod, gen),
             Event::Schedule => self.schedule_pending(),
             Event::WorkloadStart { workload } => self.workload_start(workload),
@@ -490,26 +628,70 @@ impl Simulation {
             return;
         }
         while let Some(old) = self.rotation[pool as usize].pop_front() {
-            if self.nodes[old as usize].is_some() {
+            if self.nodes[old as usize].as_ref().is_some_and(|n| !n.lost) {
                 self.rotating[pool as usize] = true;
-                self.queue.schedule(
-                    self.queue.now(),
-                    Event::NodeLaunch {
-                        pool,
-                        replaces: old,
-                    },
-                );
+                let itype = self.nodes[old as usize].as_ref().map_or(0, |n| n.itype);
+                let now = self.queue.now();
+                self.ask_launch(pool, old, itype, Launcher::NodeGroup, now);
                 return;
             }
         }
     }
 
-    fn node_launch(&mut self, pool: u32, replaces: u32) {
-        let p = self.spec.pools[pool as usize].clone();
-        // Balance zones: the subnet with the fewest of this pool's nodes,
-        // then the most free addresses, then the first listed.
+    /// Asks for a node launch now (Auto Scaling groups, the Cluster
+    /// Autoscaler) or after Karpenter's launch delay.
+    fn ask_launch(&mut self, pool: u32, replaces: u32, itype: u16, by: Launcher, at: Ms) {
+        let now = self.queue.now();
+        self.ask_launch_since(pool, replaces, itype, by, at, now);
+    }
+
+    /// A launch at `at`, first asked for at `asked` (a retry keeps it).
+    fn ask_launch_since(
+        &mut self,
+        pool: u32,
+        replaces: u32,
+        itype: u16,
+        by: Launcher,
+        at: Ms,
+        asked: Ms,
+    ) {
+        self.pool_launching[pool as usize] += 1;
+        if by == Launcher::Karpenter {
+            self.karpenter.launching[pool as usize][itype as usize] += 1;
+        }
+        self.queue.schedule(
+            at,
+            Event::NodeLaunch {
+                pool,
+                replaces,
+                itype,
+                by,
+                asked,
+            },
+        );
+    }
+
+    /// An Auto Scaling group launches until its live and launching
+    /// instances reach its desired capacity.
+    fn asg_fill(&mut self, pool: u32) {
+        let pi = pool as usize;
+        let have = self.pool_live[pi] + self.pool_launching[pi];
+        let by = match self.spec.pools[pi].autoscaler {
+            Autoscaler::ClusterAutoscaler => Launcher::ClusterAutoscaler,
+            _ => Launcher::NodeGroup,
+        };
+        let now = self.queue.now();
+        for _ in have..self.desired[pi] {
+            self.ask_launch(pool, NONE, 0, by, now);
+        }
+    }
+
+    /// The Auto Scaling group's choice: the subnet with the fewest of the
+    /// pool's nodes, then the most free addresses, then the first listed.
+    fn asg_subnet(&self, pool: u32) -> u32 {
+        let p = &self.spec.pools[pool as usize];
         let mut best: Option<(usize, u32, u32)> = None;
-        for (k, &si) in p.subnets.iter().enumerate() {
+        for &si in &p.subnets {
             let count = self.pool_subnet_nodes[pool as usize][si];
             let free = self.ec2.free_ips(SubnetId(si as u32));
             let better = match best {
@@ -517,11 +699,34 @@ impl Simulation {
                 Some((_, bc, bf)) => count < bc || (count == bc && free > bf),
             };
             if better {
-                best = Some((k, count, free));
+                best = Some((si, count, free));
             }
         }
-        let (k, _, _) = best.expect("pools have subnets");
-        let si = p.subnets[k] as u32;
+        best.expect("pools have subnets").0 as u32
+    }
+
+    fn node_launch(&mut self, pool: u32, replaces: u32, itype: u16, by: Launcher, asked: Ms) {
+        self.pool_launching[pool as usize] -= 1;
+        if by == Launcher::Karpenter {
+            self.karpenter.launching[pool as usize][itype as usize] -= 1;
+        }
+        let now = self.queue.now();
+        let pi = pool as usize;
+        // A launch for a node that is gone meanwhile is not needed.
+        if replaces != NONE && self.nodes[replaces as usize].is_none() {
+            if self.spec.pools[pi].karpenter.is_none() {
+                self.rotating[pi] = false;
+                self.next_rotation(pool);
+            }
+            return;
+        }
+        let si = match by {
+            Launcher::Karpenter => match self.karpenter_subnet(pool) {
+                Some(si) => si,
+                None => return,
+            },
+            _ => self.asg_subnet(pool),
+        };
         let id = self.nodes.len() as u32;
         let owner = EniOwner {
             kind: OwnerKind::Ec2Primary,
@@ -542,26 +747,41 @@ impl Simulation {
                     paused: false,
                     unit: "address",
                 });
-                let retry = self.spec.nodes.launch_retry;
-                self.queue.schedule(
-                    self.queue.now() + retry,
-                    Event::NodeLaunch { pool, replaces },
-                );
+                self.launch_failed(pool, replaces, itype, by, asked, si);
             }
             Ok(primary) => {
                 self.observer
                     .end_runs(None, Some(si), Some(Ec2Op::RunInstances));
-                let t = &p.instance;
+                let p = &self.spec.pools[pi];
+                let pt = &p.types[itype as usize];
+                let t = &pt.instance;
                 let cap = Capacity {
                     cpu_alloc: t.allocatable_cpu_millis.unwrap_or(0),
                     mem_alloc: t.allocatable_memory_mib.unwrap_or(0),
                     cpu_used: 0,
                     mem_used: 0,
                     pods: self.spec.nodes.daemonset_pods,
-                    max_pods: p.max_pods,
+                    max_pods: pt.max_pods,
                 };
+                let capacity = match p.capacity_type {
+                    CapacityType::OnDemand => "on-demand",
+                    CapacityType::Spot => "spot",
+                };
+                let mut detail = format!(
+                    "{} {capacity} in pool {}, {}, by {}",
+                    t.name,
+                    p.name,
+                    self.ec2.addr(SubnetId(si), self.ec2.eni(primary).primary),
+                    by.name()
+                );
+                if replaces != NONE {
+                    detail.push_str(&format!(", replacing {}", node_name(replaces)));
+                }
+                let life = p.max_lifetime;
+                let expire = p.karpenter.as_ref().and_then(|k| k.expire_after);
                 self.nodes.push(Some(Node {
                     pool,
+                    itype,
                     subnet: si,
                     state: NodeState::Booting,
                     primary,
@@ -569,26 +789,27 @@ impl Simulation {
                     cap,
                     empty_counted: false,
                     init_failures: 0,
-                    launched_at: self.queue.now(),
+                    launched_at: now,
                     pods: Vec::new(),
                     replaces,
+                    cordoned: false,
+                    noticed: false,
+                    lost: false,
+                    spot_group: NONE,
+                    group_pos: 0,
+                    last_pod_event: now,
+                    under_since: None,
                 }));
-                if let Some(life) = p.max_lifetime {
+                if let Some(life) = life.or(expire) {
                     self.queue
-                        .schedule(self.queue.now() + life, Event::NodeExpire { node: id });
+                        .schedule(now + life, Event::NodeExpire { node: id });
                 }
-                self.pool_subnet_nodes[pool as usize][si as usize] += 1;
-                self.gauges[si as usize].nodes += 1;
-                let capacity = match p.capacity_type {
-                    CapacityType::OnDemand => "on-demand",
-                    CapacityType::Spot => "spot",
-                };
-                let detail = format!(
-                    "{} {capacity} in pool {}, {}",
-                    t.name,
-                    p.name,
-                    self.ec2.addr(SubnetId(si), self.ec2.eni(primary).primary)
-                );
+                self.pool_subnet_nodes[pi][si as usize] += 1;
+                self.pool_live[pi] += 1;
+                self.booting[pi].push(id);
+                let g = &mut self.gauges[si as usize];
+                g.nodes += 1;
+                g.nodes_launched += 1;
                 self.log("node_launched", Some(si), Some(id), detail);
                 let nt = &self.spec.nodes;
                 let boot = boot_time(
@@ -598,13 +819,42 @@ impl Simulation {
                     nt.boot_max,
                 );
                 self.queue
-                    .schedule(self.queue.now() + boot, Event::NodeRegistered { node: id });
+                    .schedule(now + boot, Event::NodeRegistered { node: id });
+                self.spot_on_launch(id);
+            }
+        }
+    }
+
+    /// RunInstances / CreateFleet failed for want of an address.
+    fn launch_failed(
+        &mut self,
+        pool: u32,
+        replaces: u32,
+        itype: u16,
+        by: Launcher,
+        asked: Ms,
+        si: u32,
+    ) {
+        match by {
+            // The node claim is deleted; its pods stay Pending and are
+            // batched again.
+            Launcher::Karpenter => self.karpenter_launch_failed(si),
+            Launcher::ClusterAutoscaler if self.cluster_autoscaler_timed_out(pool, asked) => {}
+            _ => {
+                let retry = self.queue.now() + self.spec.nodes.launch_retry;
+                self.ask_launch_since(pool, replaces, itype, by, retry, asked);
             }
         }
     }
 
     fn node_registered(&mut self, id: u32) {
         let now = self.queue.now();
+        if self.nodes[id as usize].as_ref().is_none_or(|n| n.lost)
+            || self.karpenter_registration_timeout(id)
+            || self.cluster_autoscaler_registration_timeout(id)
+        {
+            return;
+        }
         let Some(node) = self.nodes[id as usize].as_mut() else {
             return;
         };
@@ -614,11 +864,12 @@ impl Simulation {
             .iter()
             .position(|&s| s as u32 == node.subnet)
             .expect("node subnet in pool");
+        let pt = &p.types[node.itype as usize];
         let (mut spec, _note) = IpamSpec::for_type(
             id,
-            &p.instance,
+            &pt.instance,
             &self.spec.cni,
-            p.max_pods,
+            pt.max_pods,
             SubnetId(node.subnet),
             SubnetId(p.pod_subnets[k] as u32),
         );
@@ -809,26 +1060,57 @@ impl Simulation {
         }
     }
 
+    fn node_expire(&mut self, id: u32) {
+        let Some(node) = self.nodes[id as usize].as_ref() else {
+            return;
+        };
+        if node.lost || node.cordoned {
+            return;
+        }
+        let (pool, si) = (node.pool, node.subnet);
+        if self.spec.pools[pool as usize].karpenter.is_some() {
+            // Karpenter v1 expiration is forceful: the node claim is deleted
+            // at once (no budget, no replacement first); its pods go Pending
+            // and are provisioned for.
+            self.log(
+                "node_expired",
+                Some(si),
+                Some(id),
+                "expireAfter reached".into(),
+            );
+            self.terminate_node(id, "expired");
+        } else {
+            self.log(
+                "node_expired",
+                Some(si),
+                Some(id),
+                "max_lifetime reached".into(),
+            );
+            self.rotation[pool as usize].push_back(id);
+            self.next_rotation(pool);
+        }
+    }
+
     fn node_ready(&mut self, id: u32) {
         let Some(node) = self.nodes[id as usize].as_mut() else {
             return;
         };
-        if node.state != NodeState::NotReady {
+        if node.state != NodeState::NotReady || node.lost {
             return;
         }
         node.state = NodeState::Ready;
         let now = self.queue.now();
+        node.last_pod_event = now;
         self.observer.node_ready(node.launched_at, now);
-        let node = self.nodes[id as usize].as_mut().expect("live");
-        let key = (node.cap.key(), id);
+        let node = self.nodes[id as usize].as_ref().expect("live");
         let (pool, si) = (node.pool, node.subnet);
-        self.ready_all.insert(key);
-        self.ready_pool[pool as usize].insert(key);
+        let schedulable = node.schedulable();
+        let empty = node.ipam.as_ref().is_some_and(NodeIpam::pool_empty);
         self.gauges[si as usize].nodes_ready += 1;
-        let empty = self.nodes[id as usize]
-            .as_ref()
-            .and_then(|n| n.ipam.as_ref())
-            .is_some_and(NodeIpam::pool_empty);
+        self.booting_remove(id, pool);
+        if schedulable {
+            self.index_insert(id);
+        }
         self.log(
             "node_ready",
             Some(si),
@@ -840,43 +1122,123 @@ impl Simulation {
             },
         );
         self.update_empty_gauge(id);
+        self.karpenter_node_changed(pool);
+        self.cluster_autoscaler_node_changed(id);
         let old = std::mem::replace(
             &mut self.nodes[id as usize].as_mut().expect("live").replaces,
             NONE,
         );
         if old != NONE {
-            self.terminate_node(old);
-            self.rotating[pool as usize] = false;
-            self.next_rotation(pool);
+            if self.spec.pools[pool as usize].karpenter.is_some() {
+                self.terminate_node(old, "consolidation");
+            } else {
+                self.terminate_node(old, "rotation");
+                self.rotating[pool as usize] = false;
+                self.next_rotation(pool);
+            }
         }
         self.queue_schedule();
     }
 
-    /// Drains a node (cordon, then evict every pod: its workload recreates
-    /// it, Pending) and terminates it: every ENI, address and prefix
-    /// returns to the subnets.
-    pub fn terminate_node(&mut self, id: u32) {
-        let Some(node) = self.nodes[id as usize].as_mut() else {
+    /// The node is no longer launched-but-not-Ready.
+    fn booting_remove(&mut self, id: u32, pool: u32) {
+        let list = &mut self.booting[pool as usize];
+        if let Some(k) = list.iter().position(|&n| n == id) {
+            list.swap_remove(k);
+        }
+    }
+
+    /// Adds a schedulable node to the scheduler's index.
+    fn index_insert(&mut self, id: u32) {
+        let node = self.nodes[id as usize].as_ref().expect("live");
+        let key = (node.cap.key(), id);
+        self.ready_all.insert(key);
+        self.ready_pool[node.pool as usize].insert(key);
+    }
+
+    fn index_remove(&mut self, id: u32) {
+        let node = self.nodes[id as usize].as_ref().expect("live");
+        let key = (node.cap.key(), id);
+        self.ready_all.remove(&key);
+        self.ready_pool[node.pool as usize].remove(&key);
+    }
+
+    /// Cordons a node (a taint): no new pods; counted as disrupting.
+    fn cordon(&mut self, id: u32) {
+        let Some(node) = self.nodes[id as usize].as_ref() else {
             return;
         };
-        if node.state == NodeState::Ready {
-            let key = (node.cap.key(), id);
-            let pool = node.pool as usize;
-            self.ready_all.remove(&key);
-            self.ready_pool[pool].remove(&key);
-            node.state = NodeState::NotReady;
-            self.gauges[node.subnet as usize].nodes_ready -= 1;
+        if node.cordoned {
+            return;
         }
+        if node.schedulable() {
+            self.index_remove(id);
+        }
+        let node = self.nodes[id as usize].as_mut().expect("live");
+        node.cordoned = true;
+        self.gauges[node.subnet as usize].nodes_cordoned += 1;
+        self.pool_cordoned[node.pool as usize] += 1;
+    }
+
+    /// Evicts every pod of a node (a drain): each workload recreates its
+    /// pod, Pending.
+    fn drain(&mut self, id: u32) -> usize {
+        let Some(node) = self.nodes[id as usize].as_mut() else {
+            return 0;
+        };
         let evicted = std::mem::take(&mut node.pods);
-        self.update_empty_gauge(id);
-        self.observer.end_runs(Some(id), None, None);
         for &pid in &evicted {
             let w = self.pods[pid as usize].workload;
             self.delete_pod(pid);
             self.new_pod(w);
         }
+        let n = evicted.len();
+        // Keep the allocation (the list is empty now).
+        if let Some(node) = self.nodes[id as usize].as_mut() {
+            let mut v = evicted;
+            v.clear();
+            node.pods = v;
+        }
+        self.queue_schedule();
+        n
+    }
+
+    /// Drains a node (cordon, then evict every pod: its workload recreates
+    /// it, Pending) and terminates it: every ENI, address and prefix
+    /// returns to the subnets. `reason` goes to `node_terminated`.
+    pub fn terminate_node(&mut self, id: u32, reason: &'static str) {
+        let Some(node) = self.nodes[id as usize].as_ref() else {
+            return;
+        };
+        if node.lost {
+            return;
+        }
+        self.cordon(id);
+        self.observer.end_runs(Some(id), None, None);
+        let evicted = self.drain(id);
+        let node = self.nodes[id as usize].as_mut().expect("live");
+        if node.state == NodeState::Ready {
+            node.state = NodeState::NotReady;
+            self.gauges[node.subnet as usize].nodes_ready -= 1;
+        }
+        self.update_empty_gauge(id);
+        let enis = self.release_instance(id);
         let node = self.nodes[id as usize].take().expect("live node");
-        let enis = match node.ipam {
+        self.log(
+            "node_terminated",
+            Some(node.subnet),
+            Some(id),
+            format!("{reason}: {evicted} pods evicted, {enis} ENIs released"),
+        );
+        self.queue_schedule();
+    }
+
+    /// The instance goes: its ENIs, addresses and prefixes return to the
+    /// subnets and it leaves every count (the Node object may stay, see
+    /// [`Self::spot_deadline`]). Returns the ENIs released.
+    fn release_instance(&mut self, id: u32) -> usize {
+        let node = self.nodes[id as usize].as_mut().expect("live node");
+        let enis = match node.ipam.take() {
             Some(ipam) => ipam.teardown(&mut self.ec2).len(),
             None => {
                 self.ec2
@@ -885,16 +1247,22 @@ impl Simulation {
                 1
             }
         };
-        let si = node.subnet;
-        self.gauges[si as usize].nodes -= 1;
-        self.pool_subnet_nodes[node.pool as usize][si as usize] -= 1;
-        self.log(
-            "node_terminated",
-            Some(si),
-            Some(id),
-            format!("{} pods evicted, {enis} ENIs released", evicted.len()),
-        );
-        self.queue_schedule();
+        let (pool, si) = (node.pool as usize, node.subnet as usize);
+        if node.cordoned {
+            node.cordoned = false;
+            self.gauges[si].nodes_cordoned -= 1;
+            self.pool_cordoned[pool] -= 1;
+        }
+        let g = &mut self.gauges[si];
+        g.nodes -= 1;
+        g.nodes_terminated += 1;
+        self.pool_subnet_nodes[pool][si] -= 1;
+        self.pool_live[pool] -= 1;
+        self.booting_remove(id, pool as u32);
+        self.spot_on_gone(id);
+        self.cluster_autoscaler_node_gone(id);
+        self.karpenter_node_changed(pool as u32);
+        enis
     }
 
     // ---- pods ----
@@ -928,6 +1296,7 @@ impl Simulation {
         };
         self.pending[workload as usize].push_back(id);
         self.pods_pending += 1;
+        self.pending_count[workload as usize] += 1;
         let gen = self.pods[id as usize].gen;
         self.workload_pods[workload as usize].push_back((id, gen));
         id
@@ -964,19 +1333,33 @@ impl Simulation {
                         self.pending[wi].pop_front();
                         self.bind(pid, n);
                     }
-                    None => break,
+                    None => {
+                        // Unschedulable: what the autoscalers watch.
+                        self.unschedulable[wi] = true;
+                        self.karpenter_unschedulable(wi);
+                        break;
+                    }
                 }
+            }
+            if self.pending[wi].is_empty() {
+                self.unschedulable[wi] = false;
             }
         }
     }
 
     fn reindex<F: FnOnce(&mut Capacity)>(&mut self, n: u32, f: F) {
+        let now = self.queue.now();
         let node = self.nodes[n as usize].as_mut().expect("live node");
         let old = (node.cap.key(), n);
         f(&mut node.cap);
+        node.last_pod_event = now;
         let new = (node.cap.key(), n);
-        if node.state == NodeState::Ready && old != new {
-            let pool = node.pool as usize;
+        let pool = node.pool;
+        let schedulable = node.schedulable();
+        self.karpenter_node_changed(pool);
+        self.cluster_autoscaler_node_changed(n);
+        if schedulable && old != new {
+            let pool = pool as usize;
             self.ready_all.remove(&old);
             self.ready_all.insert(new);
             self.ready_pool[pool].remove(&old);
@@ -1001,6 +1384,7 @@ impl Simulation {
         pod.state = PodState::Creating;
         pod.node = n;
         self.pods_pending -= 1;
+        self.pending_count[pod.workload as usize] -= 1;
         let gen = pod.gen;
         self.queue
             .schedule(self.queue.now(), Event::PodSandbox { pod: pid, gen });
@@ -1053,7 +1437,19 @@ impl Simulation {
         let pod = self.pods[pid as usize];
         match pod.state {
             PodState::Free => return,
-            PodState::Pending => self.pods_pending -= 1,
+            PodState::Pending => {
+                self.pods_pending -= 1;
+                self.pending_count[pod.workload as usize] -= 1;
+            }
+            PodState::Lost => {
+                let w = &self.spec.workloads[pod.workload as usize];
+                let (cpu, mem) = (w.cpu_millis, w.memory_mib);
+                self.reindex(pod.node, |c| {
+                    c.cpu_used -= cpu;
+                    c.mem_used -= mem;
+                    c.pods -= 1;
+                });
+            }
             PodState::Creating | PodState::WaitingIp | PodState::Running => {
                 let w = &self.spec.workloads[pod.workload as usize];
                 let (cpu, mem) = (w.cpu_millis, w.memory_mib);
@@ -1149,6 +1545,22 @@ impl Simulation {
             },
         );
     }
+}
+
+/// Each subnet's zone as an index (zones numbered in order of first
+/// appearance).
+fn zone_indices(spec: &ClusterSpec) -> Vec<u32> {
+    let mut names: Vec<&str> = Vec::new();
+    spec.subnets
+        .iter()
+        .map(|s| match names.iter().position(|&n| n == s.zone) {
+            Some(k) => k as u32,
+            None => {
+                names.push(&s.zone);
+                names.len() as u32 - 1
+            }
+        })
+        .collect()
 }
 
 /// What holds each address of subnet `si`: ENI primaries by owner kind,

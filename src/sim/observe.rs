@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::addr::ec2::OwnerKind;
 use crate::addr::{BlockClass, Ec2, Ec2Error, Ec2Op, SubnetId};
+use crate::cluster::autoscaling::Autoscaler;
 use crate::cluster::spec::ClusterSpec;
 use crate::inspect::{
     Attachment, DescribeNetworkInterfaces, Ipv4Prefix, NetworkInterface, PrivateIp,
@@ -38,6 +39,16 @@ pub struct SampleRow {
     pub insufficient_cidr_blocks: u64,
     pub insufficient_free_addresses: u64,
     pub invalid_parameter_value: u64,
+    /// Node churn (docs/node-churn-model.md): cordoned nodes now, and
+    /// cumulative counts of nodes launched and terminated, spot notices and
+    /// interruptions, consolidations and scale-downs, in this subnet.
+    pub nodes_cordoned: u32,
+    pub nodes_launched: u64,
+    pub nodes_terminated: u64,
+    pub spot_notices: u64,
+    pub spot_interruptions: u64,
+    pub consolidations: u64,
+    pub scale_downs: u64,
     /// For charts; not a CSV column.
     #[serde(skip)]
     pub time: Ms,
@@ -679,6 +690,13 @@ impl Observer {
                 insufficient_cidr_blocks: g.insufficient_cidr_blocks,
                 insufficient_free_addresses: g.insufficient_free_addresses,
                 invalid_parameter_value: g.invalid_parameter_value,
+                nodes_cordoned: g.nodes_cordoned,
+                nodes_launched: g.nodes_launched,
+                nodes_terminated: g.nodes_terminated,
+                spot_notices: g.spot_notices,
+                spot_interruptions: g.spot_interruptions,
+                consolidations: g.consolidations,
+                scale_downs: g.scale_downs,
                 time: at,
             });
         }
@@ -810,7 +828,23 @@ pub fn subtitle(spec: &ClusterSpec) -> String {
         parts.push("custom networking".to_string());
     }
     for p in &spec.pools {
-        parts.push(format!("{} × {} ({})", p.size, p.instance.name, p.name));
+        let types: Vec<&str> = p.types.iter().map(|t| t.instance.name.as_str()).collect();
+        let types = types.join("/");
+        let what = match p.autoscaler {
+            Autoscaler::None => format!("{} × {types}", p.size),
+            Autoscaler::Karpenter => format!("Karpenter {types}"),
+            Autoscaler::ClusterAutoscaler if p.max_size == u32::MAX => {
+                format!("CA {}+ × {types}", p.min_size)
+            }
+            Autoscaler::ClusterAutoscaler => {
+                format!("CA {}–{} × {types}", p.min_size, p.max_size)
+            }
+        };
+        let spot = match &p.spot {
+            Some(s) => format!(", spot {}", s.rate_text),
+            None => String::new(),
+        };
+        parts.push(format!("{what} ({}{spot})", p.name));
     }
     parts.join(" · ")
 }

@@ -1,0 +1,717 @@
+//! Karpenter: provisioning (batching pending pods, choosing instance types,
+//! choosing the subnet as karpenter-provider-aws does), expiration and
+//! consolidation. Decisions are pure functions tested without the engine;
+//! docs/node-churn-model.md gives the sources.
+
+use super::{Event, Launcher, NodeState, Simulation, NONE};
+use crate::addr::SubnetId;
+use crate::cluster::autoscaling::{Autoscaler, ConsolidationPolicy, SubnetPolicy};
+use crate::cluster::scheduler::Capacity;
+use crate::cluster::spec::ClusterSpec;
+use crate::time::Ms;
+
+/// Pods of one kind to place: requests per pod and how many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Demand {
+    pub cpu: u64,
+    pub mem: u64,
+    pub count: u32,
+}
+
+/// Room on a node: allocatable CPU and memory left, pods left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Room {
+    pub cpu: u64,
+    pub mem: u64,
+    pub pods: u32,
+}
+
+impl Room {
+    /// The room a fresh node of this capacity offers to pods.
+    pub fn of(c: &Capacity) -> Room {
+        Room {
+            cpu: c.cpu_alloc.saturating_sub(c.cpu_used),
+            mem: c.mem_alloc.saturating_sub(c.mem_used),
+            pods: c.max_pods.saturating_sub(c.pods),
+        }
+    }
+
+    /// How many pods of `d` fit (at most `d.count`).
+    pub fn fits(&self, d: &Demand) -> u32 {
+        let by = |left: u64, per: u64| match left.checked_div(per) {
+            Some(n) => n.min(u64::from(u32::MAX)) as u32,
+            None => u32::MAX,
+        };
+        d.count
+            .min(self.pods)
+            .min(by(self.cpu, d.cpu))
+            .min(by(self.mem, d.mem))
+    }
+
+    /// Places as many pods of each demand as fit, in order; returns how
+    /// many were placed and leaves the rest in `demand`.
+    pub fn fill(&mut self, demand: &mut [Demand]) -> u32 {
+        let mut placed = 0;
+        for d in demand.iter_mut() {
+            let n = self.fits(d);
+            if n > 0 {
+                self.cpu -= d.cpu * u64::from(n);
+                self.mem -= d.mem * u64::from(n);
+                self.pods -= n;
+                d.count -= n;
+                placed += n;
+            }
+        }
+        placed
+    }
+}
+
+/// Karpenter's choice of instance types for pods no node (nor node in
+/// flight) can take: for each new node, the cheapest type that takes all
+/// the pods left, else the type that takes the most (the cheaper on a
+/// tie), until every pod is placed. `types` are cheapest first. Returns
+/// the types to launch; pods no type can take stay in `demand`.
+pub fn plan_nodes(types: &[Room], demand: &mut [Demand], limit: u32) -> Vec<u16> {
+    let mut out = Vec::new();
+    while demand.iter().any(|d| d.count > 0) && (out.len() as u32) < limit {
+        let left: u32 = demand.iter().map(|d| d.count).sum();
+        let mut best: Option<(usize, u32)> = None;
+        for (k, t) in types.iter().enumerate() {
+            let mut room = *t;
+            let mut trial: Vec<Demand> = demand.to_vec();
+            let placed = room.fill(&mut trial);
+            if placed == left {
+                best = Some((k, placed));
+                break;
+            }
+            if placed > best.map_or(0, |b| b.1) {
+                best = Some((k, placed));
+            }
+        }
+        match best {
+            Some((k, n)) if n > 0 => {
+                let mut room = types[k];
+                room.fill(demand);
+                out.push(k as u16);
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+/// Whether every pod of `demand` fits on the `others` nodes' room
+/// (first fit over the nodes in the order given): the scheduling
+/// simulation behind consolidation and scale-down.
+pub fn reschedulable(demand: &[Demand], others: impl Iterator<Item = Room>) -> bool {
+    let mut left: Vec<Demand> = demand.to_vec();
+    if left.iter().all(|d| d.count == 0) {
+        return true;
+    }
+    for mut room in others {
+        room.fill(&mut left);
+        if left.iter().all(|d| d.count == 0) {
+            return true;
+        }
+    }
+    false
+}
+
+/// One subnet as Karpenter's subnet provider sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubnetView {
+    pub subnet: u32,
+    pub zone: u32,
+    /// `AvailableIpAddressCount` as last described, minus in-flight
+    /// deductions (karpenter-provider-aws `inflightIPs`).
+    pub available: i64,
+    /// Delegatable /28 blocks now, less those launches in flight since the
+    /// last refresh will take (for the what-if policy).
+    pub blocks: i64,
+    /// The pool's nodes in this subnet's zone.
+    pub zone_nodes: u32,
+}
+
+/// The subnet for a launch: per zone the best subnet by `policy` (ties: the
+/// first listed, as `ZonalSubnetsForLaunch` keeps the earlier on `>=`);
+/// then the zone with the fewest of the pool's nodes (spreading), ties to
+/// the better subnet, then the first listed.
+pub fn choose_subnet(views: &[SubnetView], policy: SubnetPolicy) -> Option<usize> {
+    let score = |v: &SubnetView| match policy {
+        SubnetPolicy::AvailableIps => (v.available, 0),
+        SubnetPolicy::DelegatableBlocks => (v.blocks, v.available),
+    };
+    // Per zone: the best subnet.
+    let mut zonal: Vec<usize> = Vec::new();
+    for (k, v) in views.iter().enumerate() {
+        match zonal.iter_mut().find(|z| views[**z].zone == v.zone) {
+            Some(z) => {
+                if score(v) > score(&views[*z]) {
+                    *z = k;
+                }
+            }
+            None => zonal.push(k),
+        }
+    }
+    let mut best: Option<usize> = None;
+    for &k in &zonal {
+        let v = &views[k];
+        let better = match best {
+            None => true,
+            Some(b) => {
+                let w = &views[b];
+                v.zone_nodes < w.zone_nodes || (v.zone_nodes == w.zone_nodes && score(v) > score(w))
+            }
+        };
+        if better {
+            best = Some(k);
+        }
+    }
+    best
+}
+
+/// Karpenter's state.
+pub struct KarpenterState {
+    /// Karpenter pools, in scenario order (a pod without a node pool goes
+    /// to the first).
+    pools: Vec<u32>,
+    /// The open batch: (first pod, last pod).
+    batch: Option<(Ms, Ms)>,
+    batch_queued: bool,
+    /// Per subnet: `AvailableIpAddressCount` as last described, the
+    /// in-flight tracked count, and until when the subnet is unavailable
+    /// after an `InsufficientFreeAddressesInSubnet`.
+    cached: Vec<i64>,
+    inflight: Vec<Option<i64>>,
+    /// The what-if policy's counterpart: /28 blocks taken by launches in
+    /// flight since the last refresh.
+    inflight_blocks: Vec<i64>,
+    unavailable_until: Vec<Ms>,
+    refreshed: Option<Ms>,
+    /// Per pool: Karpenter launches asked and not yet made, per type.
+    pub launching: Vec<Vec<u32>>,
+    /// Per pool: the cluster changed since consolidation last found
+    /// nothing to do (Karpenter's `IsConsolidated`), and when to look again
+    /// anyway: when the next node becomes consolidatable, or 5 minutes
+    /// later (`Cluster.ConsolidationState`).
+    changed: Vec<bool>,
+    wake_at: Vec<Ms>,
+}
+
+/// Karpenter considers consolidating at least this often even when
+/// nothing changed (`Cluster.ConsolidationState`).
+const CONSOLIDATION_RECHECK: Ms = Ms(5 * 60_000);
+
+/// How long a subnet that failed a launch for want of addresses is left
+/// out (karpenter-provider-aws `UnavailableOfferingsTTL`).
+const SUBNET_UNAVAILABLE: Ms = Ms(3 * 60_000);
+
+impl KarpenterState {
+    pub fn new(spec: &ClusterSpec) -> Self {
+        let n = spec.subnets.len();
+        KarpenterState {
+            pools: spec
+                .pools
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.autoscaler == Autoscaler::Karpenter)
+                .map(|(i, _)| i as u32)
+                .collect(),
+            batch: None,
+            batch_queued: false,
+            cached: vec![0; n],
+            inflight: vec![None; n],
+            inflight_blocks: vec![0; n],
+            unavailable_until: vec![Ms::ZERO; n],
+            refreshed: None,
+            launching: spec.pools.iter().map(|p| vec![0; p.types.len()]).collect(),
+            changed: vec![true; spec.pools.len()],
+            wake_at: vec![Ms::ZERO; spec.pools.len()],
+        }
+    }
+}
+
+impl Simulation {
+    fn is_karpenter(&self, pool: u32) -> bool {
+        self.spec.pools[pool as usize].autoscaler == Autoscaler::Karpenter
+    }
+
+    pub(super) fn karpenter_init(&mut self) {
+        let poll = self.spec.karpenter.disruption_poll;
+        let any = self.karpenter.pools.iter().any(|&p| {
+            self.spec.pools[p as usize]
+                .karpenter
+                .as_ref()
+                .is_some_and(|k| k.consolidate_after.is_some())
+        });
+        if any {
+            self.queue.schedule(poll, Event::KarpenterDisruption);
+        }
+    }
+
+    /// The Karpenter pool for a workload's pods.
+    fn karpenter_pool_for(&self, wi: usize) -> Option<u32> {
+        match self.spec.workloads[wi].pool {
+            Some(p) => self.is_karpenter(p as u32).then_some(p as u32),
+            None => self.karpenter.pools.first().copied(),
+        }
+    }
+
+    /// A pod could not be scheduled: Karpenter's batch opens or extends.
+    pub(super) fn karpenter_unschedulable(&mut self, wi: usize) {
+        if self.karpenter_pool_for(wi).is_some() {
+            self.karpenter_trigger();
+        }
+    }
+
+    fn karpenter_trigger(&mut self) {
+        let now = self.queue.now();
+        match &mut self.karpenter.batch {
+            Some((_, last)) => *last = now,
+            None => self.karpenter.batch = Some((now, now)),
+        }
+        if !self.karpenter.batch_queued {
+            self.karpenter.batch_queued = true;
+            let idle = self.spec.karpenter.batch_idle_duration;
+            self.queue.schedule(now + idle, Event::KarpenterBatch);
+        }
+    }
+
+    /// The batch closes after `batch_idle_duration` without a new pod, or
+    /// `batch_max_duration` after it opened.
+    pub(super) fn karpenter_batch(&mut self) {
+        self.karpenter.batch_queued = false;
+        let Some((start, last)) = self.karpenter.batch else {
+            return;
+        };
+        let k = &self.spec.karpenter;
+        let close = (last + k.batch_idle_duration).min(start + k.batch_max_duration);
+        let now = self.queue.now();
+        if now < close {
+            self.karpenter.batch_queued = true;
+            self.queue.schedule(close, Event::KarpenterBatch);
+            return;
+        }
+        self.karpenter.batch = None;
+        for i in 0..self.karpenter.pools.len() {
+            let pool = self.karpenter.pools[i];
+            self.karpenter_provision(pool);
+        }
+    }
+
+    /// Pending pods for the pool, less what nodes in flight will take; the
+    /// rest gets new nodes.
+    fn karpenter_provision(&mut self, pool: u32) {
+        let pi = pool as usize;
+        let mut demand: Vec<Demand> = Vec::new();
+        for wi in 0..self.spec.workloads.len() {
+            if self.pending_count[wi] > 0 && self.karpenter_pool_for(wi) == Some(pool) {
+                let w = &self.spec.workloads[wi];
+                demand.push(Demand {
+                    cpu: w.cpu_millis,
+                    mem: w.memory_mib,
+                    count: self.pending_count[wi],
+                });
+            }
+        }
+        if demand.is_empty() {
+            return;
+        }
+        let pending: u32 = demand.iter().map(|d| d.count).sum();
+        // Nodes in flight take pods first (Karpenter schedules onto them).
+        for k in 0..self.booting[pi].len() {
+            let id = self.booting[pi][k];
+            let mut room = Room::of(&self.nodes[id as usize].as_ref().expect("booting").cap);
+            room.fill(&mut demand);
+        }
+        let types: Vec<Room> = self.spec.pools[pi]
+            .types
+            .iter()
+            .map(|t| self.type_room(t))
+            .collect();
+        for (k, &n) in self.karpenter.launching[pi].iter().enumerate() {
+            for _ in 0..n {
+                types[k].clone().fill(&mut demand);
+            }
+        }
+        let p = &self.spec.pools[pi];
+        let have = self.pool_live[pi] + self.pool_launching[pi];
+        let limit = p.max_size.saturating_sub(have);
+        let plan = plan_nodes(&types, &mut demand, limit);
+        let unplaced: u32 = demand.iter().map(|d| d.count).sum();
+        if plan.is_empty() && unplaced == 0 {
+            return;
+        }
+        let mut counts: Vec<(u16, u32)> = Vec::new();
+        for &k in &plan {
+            match counts.iter_mut().find(|c| c.0 == k) {
+                Some(c) => c.1 += 1,
+                None => counts.push((k, 1)),
+            }
+        }
+        let list: Vec<String> = counts
+            .iter()
+            .map(|(k, n)| format!("{n} × {}", p.types[*k as usize].instance.name))
+            .collect();
+        let mut detail = format!(
+            "pool {}: {pending} pending pods; launching {}",
+            p.name,
+            if list.is_empty() {
+                "nothing".to_string()
+            } else {
+                list.join(", ")
+            }
+        );
+        if unplaced > 0 {
+            detail.push_str(&format!(
+                "; {unplaced} pods left Pending ({})",
+                if limit == 0 || plan.len() as u32 == limit {
+                    "max_size reached"
+                } else {
+                    "no allowed type fits them"
+                }
+            ));
+        }
+        self.log("karpenter_provision", None, None, detail);
+        let at = self.queue.now() + self.spec.karpenter.launch_delay;
+        for k in plan {
+            self.ask_launch(pool, NONE, k, Launcher::Karpenter, at);
+        }
+    }
+
+    fn type_room(&self, t: &crate::cluster::spec::PoolType) -> Room {
+        Room {
+            cpu: t.instance.allocatable_cpu_millis.unwrap_or(0),
+            mem: t.instance.allocatable_memory_mib.unwrap_or(0),
+            pods: t.max_pods.saturating_sub(self.spec.nodes.daemonset_pods),
+        }
+    }
+
+    /// Karpenter's subnet for a launch (`ZonalSubnetsForLaunch`), with the
+    /// in-flight deduction of the smallest max pods of the pool's types.
+    /// `None` when every subnet of the pool is out after a failure (the
+    /// pods stay Pending and are batched again when one is back).
+    pub(super) fn karpenter_subnet(&mut self, pool: u32) -> Option<u32> {
+        let pi = pool as usize;
+        let now = self.queue.now();
+        let stale = self
+            .karpenter
+            .refreshed
+            .is_none_or(|t| now >= t + self.spec.karpenter.subnet_refresh_interval);
+        if stale {
+            for (si, c) in self.karpenter.cached.iter_mut().enumerate() {
+                *c = i64::from(self.ec2.free_ips(SubnetId(si as u32)));
+            }
+            self.karpenter.inflight.fill(None);
+            self.karpenter.inflight_blocks.fill(0);
+            self.karpenter.refreshed = Some(now);
+        }
+        let p = &self.spec.pools[pi];
+        let mut views = Vec::with_capacity(p.subnets.len());
+        let mut back_at: Option<Ms> = None;
+        for &si in &p.subnets {
+            let until = self.karpenter.unavailable_until[si];
+            if until > now {
+                back_at = Some(back_at.map_or(until, |b| b.min(until)));
+                continue;
+            }
+            let zone = self.zone_of[si];
+            let zone_nodes = p
+                .subnets
+                .iter()
+                .filter(|&&s| self.zone_of[s] == zone)
+                .map(|&s| self.pool_subnet_nodes[pi][s])
+                .sum();
+            views.push(SubnetView {
+                subnet: si as u32,
+                zone,
+                available: self.karpenter.inflight[si].unwrap_or(self.karpenter.cached[si]),
+                blocks: i64::from(self.ec2.delegatable_blocks(SubnetId(si as u32)))
+                    - self.karpenter.inflight_blocks[si],
+                zone_nodes,
+            });
+        }
+        let policy = p.karpenter.as_ref().expect("karpenter pool").subnet_policy;
+        let Some(k) = choose_subnet(&views, policy) else {
+            if let Some(t) = back_at {
+                // Batch again when a subnet is back.
+                self.queue.schedule(t, Event::KarpenterBatch);
+                self.karpenter.batch_queued = true;
+                self.karpenter.batch = Some((t, t));
+            }
+            return None;
+        };
+        let si = views[k].subnet;
+        let min_pods = p.types.iter().map(|t| t.max_pods).min().unwrap_or(0);
+        self.karpenter.inflight[si as usize] = Some(views[k].available - i64::from(min_pods));
+        self.karpenter.inflight_blocks[si as usize] += i64::from(min_pods.div_ceil(16));
+        Some(si)
+    }
+
+    /// CreateFleet failed with `InsufficientFreeAddressesInSubnet`: the
+    /// subnet is left out for 3 minutes and counted as empty; the pods are
+    /// batched again.
+    pub(super) fn karpenter_launch_failed(&mut self, si: u32) {
+        let now = self.queue.now();
+        self.karpenter.unavailable_until[si as usize] = now + SUBNET_UNAVAILABLE;
+        self.karpenter.cached[si as usize] = 0;
+        self.karpenter.inflight[si as usize] = None;
+        self.karpenter_trigger();
+    }
+
+    /// Cluster state changed for the pool: consolidation looks again.
+    pub(super) fn karpenter_node_changed(&mut self, pool: u32) {
+        self.karpenter.changed[pool as usize] = true;
+    }
+
+    /// The disruption controller's pass: empty nodes first (all the budget
+    /// allows), else one underutilized node deleted or replaced by a
+    /// cheaper one.
+    pub(super) fn karpenter_disruption(&mut self) {
+        let now = self.queue.now();
+        let next = now + self.spec.karpenter.disruption_poll;
+        if next < self.duration {
+            self.queue.schedule(next, Event::KarpenterDisruption);
+        }
+        for i in 0..self.karpenter.pools.len() {
+            let pool = self.karpenter.pools[i];
+            if self.karpenter.changed[pool as usize] || now >= self.karpenter.wake_at[pool as usize]
+            {
+                self.consolidate(pool, now);
+            }
+        }
+    }
+
+    fn consolidate(&mut self, pool: u32, now: Ms) {
+        let pi = pool as usize;
+        let kp = self.spec.pools[pi]
+            .karpenter
+            .clone()
+            .expect("karpenter pool");
+        let Some(after) = kp.consolidate_after else {
+            return;
+        };
+        let disrupting = self.pool_cordoned[pi];
+        let nodes = self.ready_pool[pi].len() as u32 + disrupting;
+        let allowed = kp.budget.allowed(nodes).saturating_sub(disrupting);
+        if allowed == 0 {
+            return; // looks again next pass
+        }
+        let daemons = self.spec.nodes.daemonset_pods;
+        let consolidatable = |n: &super::Node| now >= n.last_pod_event + after;
+        // Emptiness: empty nodes sort first in the index (allocation 0).
+        let mut empty = Vec::new();
+        for &(key, id) in &self.ready_pool[pi] {
+            if key > 0 || empty.len() as u32 >= allowed {
+                break;
+            }
+            let n = self.nodes[id as usize].as_ref().expect("indexed");
+            if n.cap.pods == daemons && consolidatable(n) {
+                empty.push(id);
+            }
+        }
+        if !empty.is_empty() {
+            for id in empty {
+                self.gauges[self.nodes[id as usize].as_ref().expect("live").subnet as usize]
+                    .consolidations += 1;
+                let si = self.nodes[id as usize].as_ref().map(|n| n.subnet);
+                self.log("consolidation", si, Some(id), "empty: deleted".into());
+                self.terminate_node(id, "consolidation");
+            }
+            return;
+        }
+        // Consolidated for now: look again when the next node becomes
+        // consolidatable, or in 5 minutes.
+        let mut wake = now + CONSOLIDATION_RECHECK;
+        for &(_, id) in &self.ready_pool[pi] {
+            let n = self.nodes[id as usize].as_ref().expect("indexed");
+            if !consolidatable(n) {
+                wake = wake.min(n.last_pod_event + after);
+            }
+        }
+        self.karpenter.wake_at[pi] = wake;
+        if kp.consolidation_policy == ConsolidationPolicy::WhenEmpty {
+            self.karpenter.changed[pi] = false;
+            return;
+        }
+        // Single-node consolidation, least allocated candidates first.
+        let candidates: Vec<u32> = self.ready_pool[pi]
+            .iter()
+            .map(|&(_, id)| id)
+            .filter(|&id| consolidatable(self.nodes[id as usize].as_ref().expect("indexed")))
+            .collect();
+        for id in candidates {
+            let demand = self.node_demand(id);
+            let others = self.ready_pool[pi]
+                .iter()
+                .rev()
+                .filter(|&&(_, o)| o != id)
+                .map(|&(_, o)| Room::of(&self.nodes[o as usize].as_ref().expect("indexed").cap));
+            let pods: u32 = demand.iter().map(|d| d.count).sum();
+            if reschedulable(&demand, others) {
+                let si = self.nodes[id as usize].as_ref().map(|n| n.subnet);
+                self.gauges[si.expect("live") as usize].consolidations += 1;
+                self.log(
+                    "consolidation",
+                    si,
+                    Some(id),
+                    format!("underutilized: {pods} pods fit on other nodes; deleted"),
+                );
+                self.terminate_node(id, "consolidation");
+                return;
+            }
+            // Replace: a cheaper type (earlier in the pool's list) that
+            // takes all its pods.
+            let cur = self.nodes[id as usize].as_ref().expect("live").itype as usize;
+            let cheaper = (0..cur).find(|&k| {
+                let mut room = self.type_room(&self.spec.pools[pi].types[k]);
+                let mut d = demand.clone();
+                room.fill(&mut d);
+                d.iter().all(|x| x.count == 0)
+            });
+            if let Some(k) = cheaper {
+                let si = self.nodes[id as usize].as_ref().map(|n| n.subnet);
+                self.gauges[si.expect("live") as usize].consolidations += 1;
+                let p = &self.spec.pools[pi];
+                let detail = format!(
+                    "underutilized: replacing {} by a cheaper {} (the node goes when the replacement is Ready)",
+                    p.types[cur].instance.name, p.types[k].instance.name
+                );
+                self.log("consolidation", si, Some(id), detail);
+                self.cordon(id);
+                self.ask_launch(pool, id, k as u16, Launcher::Karpenter, now);
+                return;
+            }
+        }
+        self.karpenter.changed[pi] = false;
+    }
+
+    /// A node's pods as demands, one per workload.
+    pub(super) fn node_demand(&self, id: u32) -> Vec<Demand> {
+        let node = self.nodes[id as usize].as_ref().expect("live");
+        let mut out: Vec<(u32, Demand)> = Vec::new();
+        for &pid in &node.pods {
+            let w = self.pods[pid as usize].workload;
+            match out.iter_mut().find(|(x, _)| *x == w) {
+                Some((_, d)) => d.count += 1,
+                None => {
+                    let ws = &self.spec.workloads[w as usize];
+                    out.push((
+                        w,
+                        Demand {
+                            cpu: ws.cpu_millis,
+                            mem: ws.memory_mib,
+                            count: 1,
+                        },
+                    ))
+                }
+            }
+        }
+        out.into_iter().map(|(_, d)| d).collect()
+    }
+
+    /// A node claim not registered in time is deleted (Karpenter's
+    /// liveness controller). True when the node went.
+    pub(super) fn karpenter_registration_timeout(&mut self, id: u32) -> bool {
+        let node = self.nodes[id as usize].as_ref().expect("live");
+        if !self.is_karpenter(node.pool) || node.state != NodeState::Booting {
+            return false;
+        }
+        let late = self.queue.now() > node.launched_at + self.spec.karpenter.registration_timeout;
+        if late {
+            self.terminate_node(id, "registration timeout");
+            self.karpenter_trigger();
+        }
+        late
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(cpu: u64, mem: u64, pods: u32) -> Room {
+        Room { cpu, mem, pods }
+    }
+
+    fn d(cpu: u64, mem: u64, count: u32) -> Demand {
+        Demand { cpu, mem, count }
+    }
+
+    #[test]
+    fn cheapest_type_that_takes_the_batch() {
+        // m5.large-like and m5.xlarge-like, cheapest first.
+        let types = [room(1930, 7000, 27), room(3920, 14000, 56)];
+        // 3 pods of 500m: the large takes them all.
+        let mut dem = [d(500, 256, 3)];
+        assert_eq!(plan_nodes(&types, &mut dem, u32::MAX), vec![0]);
+        // 6 pods of 500m: only the xlarge takes all six (7 × 500 ≤ 3920).
+        let mut dem = [d(500, 256, 6)];
+        assert_eq!(plan_nodes(&types, &mut dem, u32::MAX), vec![1]);
+        // 20 pods of 500m: xlarges (7 each) while none takes the rest,
+        // then the cheapest that takes what is left (6 = one xlarge).
+        let mut dem = [d(500, 256, 20)];
+        assert_eq!(plan_nodes(&types, &mut dem, u32::MAX), vec![1, 1, 1]);
+        assert_eq!(dem[0].count, 0);
+        // A pod no type takes stays.
+        let mut dem = [d(8000, 256, 1)];
+        assert!(plan_nodes(&types, &mut dem, u32::MAX).is_empty());
+        assert_eq!(dem[0].count, 1);
+        // The limit stops launches.
+        let mut dem = [d(500, 256, 20)];
+        assert_eq!(plan_nodes(&types, &mut dem, 1).len(), 1);
+        assert_eq!(dem[0].count, 13);
+    }
+
+    #[test]
+    fn max_pods_limits_like_cpu() {
+        let types = [room(100_000, 100_000, 27)];
+        let mut dem = [d(10, 10, 60)];
+        assert_eq!(plan_nodes(&types, &mut dem, u32::MAX), vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn reschedulable_needs_room_for_every_pod() {
+        let others = [room(1000, 1000, 2), room(500, 1000, 10)];
+        assert!(reschedulable(&[d(500, 100, 3)], others.iter().copied()));
+        assert!(!reschedulable(&[d(500, 100, 4)], others.iter().copied()));
+        // Pods left: limited by the first node's 2 pods.
+        assert!(!reschedulable(&[d(100, 100, 13)], others.iter().copied()));
+        assert!(reschedulable(&[], std::iter::empty()));
+    }
+
+    fn v(subnet: u32, zone: u32, available: i64, blocks: i64, zone_nodes: u32) -> SubnetView {
+        SubnetView {
+            subnet,
+            zone,
+            available,
+            blocks,
+            zone_nodes,
+        }
+    }
+
+    #[test]
+    fn subnet_choice_is_blind_to_blocks_unless_asked() {
+        // Zone 0: subnet 0 has more addresses, subnet 1 more /28 blocks.
+        let views = [v(0, 0, 300, 0, 0), v(1, 0, 200, 9, 0)];
+        assert_eq!(choose_subnet(&views, SubnetPolicy::AvailableIps), Some(0));
+        assert_eq!(
+            choose_subnet(&views, SubnetPolicy::DelegatableBlocks),
+            Some(1)
+        );
+        // Ties keep the first listed.
+        let views = [v(0, 0, 200, 1, 0), v(1, 0, 200, 1, 0)];
+        assert_eq!(choose_subnet(&views, SubnetPolicy::AvailableIps), Some(0));
+    }
+
+    #[test]
+    fn zones_spread_then_prefer_the_better_subnet() {
+        // Zone 1 has fewer of the pool's nodes: it wins despite fewer
+        // addresses.
+        let views = [v(0, 0, 900, 50, 3), v(1, 1, 100, 5, 2)];
+        assert_eq!(choose_subnet(&views, SubnetPolicy::AvailableIps), Some(1));
+        let views = [v(0, 0, 900, 50, 2), v(1, 1, 100, 5, 2)];
+        assert_eq!(choose_subnet(&views, SubnetPolicy::AvailableIps), Some(0));
+        assert_eq!(choose_subnet(&[], SubnetPolicy::AvailableIps), None);
+    }
+}
