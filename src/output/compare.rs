@@ -49,6 +49,9 @@ pub struct ComparisonRow {
     pub addresses_per_node: f64,
     pub prefixes_per_node: f64,
     pub peak_nodes: u32,
+    /// Over the whole run.
+    pub nodes_launched: u64,
+    pub spot_interruptions: u64,
 }
 
 /// The rows, one per variant, in order.
@@ -76,6 +79,8 @@ pub fn rows(runs: &[(String, &RunResult)]) -> Vec<ComparisonRow> {
                 addresses_per_node: s.addresses_per_node,
                 prefixes_per_node: s.prefixes_per_node,
                 peak_nodes: s.peak_nodes,
+                nodes_launched: s.node_churn.nodes_launched,
+                spot_interruptions: s.node_churn.spot_interruptions,
             }
         })
         .collect()
@@ -99,14 +104,14 @@ pub fn markdown(title: &str, seed: u64, warmup: Ms, rows: &[ComparisonRow]) -> V
     } else {
         out.push_str("Failures count failed EC2 calls.\n\n");
     }
-    out.push_str("| variant | first InsufficientCidrBlocks | InsufficientCidrBlocks | InsufficientFreeAddressesInSubnet | InvalidParameterValue | min delegatable /28s | peak pods waiting for an address | pod time waiting | addresses per node | prefixes per node | peak nodes |\n");
-    out.push_str("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
+    out.push_str("| variant | first InsufficientCidrBlocks | InsufficientCidrBlocks | InsufficientFreeAddressesInSubnet | InvalidParameterValue | min delegatable /28s | peak pods waiting for an address | pod time waiting | addresses per node | prefixes per node | peak nodes | nodes launched | spot interruptions |\n");
+    out.push_str("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in rows {
         let first = r
             .first_insufficient_cidr_blocks_s
             .map_or("none".to_string(), |t| clock(Ms((t * 1000.0) as u64)));
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.variant,
             first,
             num(r.insufficient_cidr_blocks),
@@ -117,7 +122,9 @@ pub fn markdown(title: &str, seed: u64, warmup: Ms, rows: &[ComparisonRow]) -> V
             human(r.pod_wait_time_s),
             r.addresses_per_node,
             r.prefixes_per_node,
-            r.peak_nodes
+            r.peak_nodes,
+            num(r.nodes_launched),
+            num(r.spot_interruptions)
         ));
     }
     out.into_bytes()

@@ -629,6 +629,65 @@ impl Simulation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::observe::VecSink;
+    use crate::sim::PodState;
+
+    #[test]
+    fn an_underutilized_node_is_replaced_by_a_cheaper_type() {
+        // 10 pods of 500m: no m5.large takes them (1930m: 3 pods), the
+        // m5.2xlarge does (15). At 10 minutes 7 of them are deleted (pods
+        // leaving; the workload does not recreate them here). The 3 left
+        // fit nowhere else (it is the only node) but an m5.large, cheaper,
+        // takes them: the node is cordoned, an m5.large launched to replace
+        // it, and the 2xlarge drained once the replacement is Ready.
+        let yaml = "name: replace
+duration: 1h
+subnets:
+  - {name: a, cidr: 10.0.0.0/22, zone: z}
+node_pools:
+  - name: k
+    autoscaler: karpenter
+    instance_types: [m5.large, m5.2xlarge]
+    subnets: [a]
+    karpenter:
+      prices: {m5.large: 0.096, m5.2xlarge: 0.384}
+      consolidate_after: 1m
+workloads:
+  - {name: w, replicas: 10, cpu: 500m}
+";
+        let sc = crate::scenario::parse(yaml, std::path::Path::new("t.yaml")).unwrap();
+        let mut sim = Simulation::new(&sc, 1);
+        let mut sink = VecSink::default();
+        sim.run_until(Ms::from_secs(600), &mut sink);
+        let running: Vec<u32> = (0..sim.pods.len() as u32)
+            .filter(|&p| sim.pods[p as usize].state == PodState::Running)
+            .collect();
+        assert_eq!(running.len(), 10);
+        for &p in &running[..7] {
+            sim.delete_pod(p);
+        }
+        sim.run_until(Ms::from_secs(1200), &mut sink);
+        let rows: Vec<(&str, String)> = sink
+            .events
+            .iter()
+            .filter(|e| e.time >= Ms::from_secs(600))
+            .map(|e| (e.kind, e.detail.clone()))
+            .filter(|(k, _)| matches!(*k, "consolidation" | "node_launched" | "node_terminated"))
+            .collect();
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(rows[0].0, "consolidation");
+        assert!(rows[0]
+            .1
+            .contains("replacing m5.2xlarge by a cheaper m5.large"));
+        assert!(rows[1].1.starts_with("m5.large on-demand"), "{rows:?}");
+        assert!(rows[1].1.ends_with("replacing i-00000000000000000"));
+        assert!(rows[2].1.starts_with("consolidation: 3 pods evicted"));
+        // The three pods run on the m5.large.
+        let live: Vec<&super::super::Node> = sim.nodes.iter().flatten().collect();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].itype, 0);
+        assert_eq!(live[0].pods.len(), 3);
+    }
 
     fn room(cpu: u64, mem: u64, pods: u32) -> Room {
         Room { cpu, mem, pods }

@@ -548,6 +548,8 @@ impl Simulation {
         self.observer
             .sample(end, &self.ec2, &self.gauges, pending, true);
         let final_enis = observe::describe_enis(&self.ec2, &self.spec, &self.name);
+        self.observer
+            .set_node_churn(observe::NodeChurn::of(&self.gauges));
         // Nodes never Ready count to the end; consumption per live node.
         let (mut live, mut addrs, mut prefixes) = (0u64, 0u64, 0u64);
         for n in self.nodes.iter().flatten() {
@@ -574,6 +576,15 @@ impl Simulation {
             .finish(ec2, processed, final_enis, sink, &mut |si, out| {
                 fill_holders(ec2, nodes, si, out)
             })
+    }
+
+    /// Processes events up to `until` (tests that act on the state midway).
+    #[cfg(test)]
+    fn run_until(&mut self, until: Ms, sink: &mut dyn RowSink) {
+        while let Some((at, ev)) = self.queue.pop_until(until) {
+            self.handle(at, ev);
+            self.observer.drain(sink);
+        }
     }
 
     fn handle(&mut self, at: Ms, ev: Event) {

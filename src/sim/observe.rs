@@ -242,11 +242,38 @@ pub struct Summary {
     pub prefixes_per_node: f64,
     pub min_delegatable_blocks: Vec<SubnetMinimum>,
     pub peak_pods_waiting_ip: PeakWaiting,
+    /// Node churn over the whole run (warm-up included).
+    pub node_churn: NodeChurn,
     pub events_processed: u64,
     /// Wall-clock time of the run on this machine (not reproducible;
     /// `null` with `--no-wall-clock`).
     pub wall_time_s: Option<f64>,
     pub events_per_second: Option<f64>,
+}
+
+/// Node churn counts over a whole run (docs/node-churn-model.md).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct NodeChurn {
+    pub nodes_launched: u64,
+    pub nodes_terminated: u64,
+    pub spot_notices: u64,
+    pub spot_interruptions: u64,
+    pub consolidations: u64,
+    pub scale_downs: u64,
+}
+
+impl NodeChurn {
+    pub fn of(gauges: &[SubnetGauges]) -> Self {
+        let sum = |f: fn(&SubnetGauges) -> u64| gauges.iter().map(f).sum();
+        NodeChurn {
+            nodes_launched: sum(|g| g.nodes_launched),
+            nodes_terminated: sum(|g| g.nodes_terminated),
+            spot_notices: sum(|g| g.spot_notices),
+            spot_interruptions: sum(|g| g.spot_interruptions),
+            consolidations: sum(|g| g.consolidations),
+            scale_downs: sum(|g| g.scale_downs),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -382,6 +409,7 @@ pub struct Observer {
     last_wait: (u32, Ms),
     max_ready: Option<Ms>,
     peak_nodes: u32,
+    node_churn: NodeChurn,
     per_node: (f64, f64),
     warmup: Ms,
     subtitle: String,
@@ -461,6 +489,7 @@ impl Observer {
             last_wait: (0, Ms::ZERO),
             max_ready: None,
             peak_nodes: 0,
+            node_churn: NodeChurn::default(),
             per_node: (0.0, 0.0),
             warmup: Ms::ZERO,
             subtitle: subtitle(spec),
@@ -650,6 +679,10 @@ impl Observer {
     }
 
     /// Addresses and prefixes per live node at the end.
+    pub fn set_node_churn(&mut self, churn: NodeChurn) {
+        self.node_churn = churn;
+    }
+
     pub fn set_per_node(&mut self, addresses: f64, prefixes: f64) {
         self.per_node = (addresses, prefixes);
     }
@@ -768,6 +801,7 @@ impl Observer {
                     free_ips_then: w.free_ips,
                 })
                 .collect(),
+            node_churn: std::mem::take(&mut self.node_churn),
             peak_pods_waiting_ip: PeakWaiting {
                 pods: self.peak_waiting.0,
                 time_s: self.peak_waiting.1.as_secs_f64(),
