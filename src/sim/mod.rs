@@ -39,8 +39,10 @@ pub enum Event {
         /// Index into the pool's types.
         itype: u16,
         by: Launcher,
-        /// When the launch was first asked for (provision timeouts).
-        asked: Ms,
+        /// When the launch was first asked for, in whole seconds
+        /// (provision timeouts; seconds keep the event 16 bytes, so the
+        /// queue's entries stay 32).
+        asked_s: u32,
     },
     /// A spot instance's interruption notice (2 minutes before).
     SpotNotice {
@@ -117,6 +119,7 @@ pub enum Event {
 
 /// Who launched a node (`node_launched` events).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Launcher {
     /// The pool's Auto Scaling group (initial size, replacement of a lost
     /// instance, max lifetime rotation).
@@ -134,6 +137,11 @@ impl Launcher {
         }
     }
 }
+
+const _: () = assert!(
+    std::mem::size_of::<Event>() <= 16,
+    "queue entries stay 32 bytes"
+);
 
 /// The named random streams (see [`crate::engine`]).
 pub struct Streams {
@@ -594,8 +602,8 @@ impl Simulation {
                 replaces,
                 itype,
                 by,
-                asked,
-            } => self.node_launch(pool, replaces, itype, by, asked),
+                asked_s,
+            } => self.node_launch(pool, replaces, itype, by, Ms::from_secs(u64::from(asked_s))),
             Event::NodeRegistered { node } => self.node_registered(node),
             Event::IpamdTick { node } => self.ipamd_tick(at, node),
             Event::NodeReady { node } => self.node_ready(node),
@@ -670,6 +678,8 @@ impl Simulation {
         if by == Launcher::Karpenter {
             self.karpenter.launching[pool as usize][itype as usize] += 1;
         }
+        // A run is at most 10 years: its seconds fit a u32.
+        let asked_s = u32::try_from(asked.as_millis() / 1000).unwrap_or(u32::MAX);
         self.queue.schedule(
             at,
             Event::NodeLaunch {
@@ -677,7 +687,7 @@ impl Simulation {
                 replaces,
                 itype,
                 by,
-                asked,
+                asked_s,
             },
         );
     }
