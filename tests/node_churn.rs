@@ -631,3 +631,59 @@ node_pools:
         assert!(e.contains("bad.yaml:"), "{e}");
     }
 }
+
+#[test]
+fn nodes_that_never_register_in_time_are_removed() {
+    // Boots of 16-18 minutes: longer than Karpenter's 15-minute
+    // registration timeout and the Cluster Autoscaler's 15-minute
+    // max_node_provision_time. Karpenter deletes each node claim at
+    // exactly 15 minutes after its launch and provisions again (1 s batch
+    // + 1 s launch); the Cluster Autoscaler removes its node at 15 minutes
+    // and shrinks the group back.
+    let yaml = "name: slow
+duration: 40m
+nodes: {boot_min: 16m, boot_median: 17m, boot_max: 18m}
+subnets:
+  - {name: a, cidr: 10.0.0.0/24, zone: z}
+node_pools:
+  - name: k
+    autoscaler: karpenter
+    instance_types: [m5.large]
+    subnets: [a]
+  - name: g
+    instance_type: m5.large
+    subnets: [a]
+    autoscaler: cluster_autoscaler
+    max_size: 2
+workloads:
+  - {name: wk, replicas: 1, node_pool: k}
+  - {name: wg, replicas: 1, node_pool: g}
+";
+    let d = inline(yaml, &[]);
+    let ev = events(&d);
+    let launched: BTreeMap<String, (f64, String)> = of(&ev, "node_launched")
+        .iter()
+        .map(|r| (r["node"].clone(), (t(r), r["detail"].clone())))
+        .collect();
+    let gone: Vec<&Row> = of(&ev, "node_terminated");
+    assert!(gone.len() >= 3, "{gone:?}");
+    for g in &gone {
+        let (at, what) = &launched[&g["node"]];
+        assert_eq!(t(g), at + 900.0, "{g:?}");
+        if what.contains("by karpenter") {
+            assert!(g["detail"].starts_with("registration timeout"), "{g:?}");
+        } else {
+            assert!(g["detail"].starts_with("max_node_provision_time"), "{g:?}");
+        }
+    }
+    assert!(of(&ev, "node_registered").is_empty());
+    assert!(of(&ev, "scale_up_timeout")[0]["detail"].contains("target back to 0"));
+    // Karpenter's next launch follows 2 s after its claim was deleted.
+    let k_gone = gone
+        .iter()
+        .find(|g| launched[&g["node"]].1.contains("by karpenter"))
+        .unwrap();
+    assert!(of(&ev, "node_launched")
+        .iter()
+        .any(|r| t(r) == t(k_gone) + 2.0 && r["detail"].contains("by karpenter")));
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use rand::Rng;
 
 use super::karpenter::{plan_nodes, reschedulable, Demand, Room};
-use super::{Event, NodeState, Simulation};
+use super::{Event, Simulation};
 use crate::cluster::autoscaling::{Autoscaler, Expander};
 use crate::cluster::scheduler::Capacity;
 use crate::cluster::spec::ClusterSpec;
@@ -159,23 +159,26 @@ impl Simulation {
         true
     }
 
-    /// A node that registered after `max_node_provision_time` is removed.
-    pub(super) fn cluster_autoscaler_registration_timeout(&mut self, id: u32) -> bool {
-        let node = self.nodes[id as usize].as_ref().expect("live");
-        let pool = node.pool;
-        if !self.is_ca(pool) || node.state != NodeState::Booting {
-            return false;
-        }
-        let limit = self.spec.cluster_autoscaler.max_node_provision_time;
-        if self.queue.now() <= node.launched_at + limit {
-            return false;
-        }
+    /// A node not registered within `max_node_provision_time`: the
+    /// autoscaler removes it, shrinks the group back and backs it off.
+    pub(super) fn cluster_autoscaler_launch_timeout(&mut self, id: u32) {
+        let pool = self.nodes[id as usize].as_ref().expect("live").pool;
         let pi = pool as usize;
+        let c = &self.spec.cluster_autoscaler;
+        let (limit, backoff) = (c.max_node_provision_time, c.node_group_backoff);
+        let now = self.queue.now();
         self.desired[pi] = self.desired[pi]
             .saturating_sub(1)
             .max(self.spec.pools[pi].min_size);
+        self.ca.backoff_until[pi] = now + backoff;
+        let detail = format!(
+            "pool {}: {} not registered after {limit}; target back to {}, group backed off for {backoff}",
+            self.spec.pools[pi].name,
+            super::node_name(id),
+            self.desired[pi]
+        );
+        self.log("scale_up_timeout", None, None, detail);
         self.terminate_node(id, "max_node_provision_time");
-        true
     }
 
     /// One loop: scale up for unschedulable pods; if none, scale down.

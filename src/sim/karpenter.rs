@@ -3,7 +3,7 @@
 //! consolidation. Decisions are pure functions tested without the engine;
 //! docs/node-churn-model.md gives the sources.
 
-use super::{Event, Launcher, NodeState, Simulation, NONE};
+use super::{Event, Launcher, Simulation, NONE};
 use crate::addr::SubnetId;
 use crate::cluster::autoscaling::{Autoscaler, ConsolidationPolicy, SubnetPolicy};
 use crate::cluster::scheduler::Capacity;
@@ -264,7 +264,7 @@ impl Simulation {
         }
     }
 
-    fn karpenter_trigger(&mut self) {
+    pub(super) fn karpenter_trigger(&mut self) {
         let now = self.queue.now();
         match &mut self.karpenter.batch {
             Some((_, last)) => *last = now,
@@ -608,21 +608,6 @@ impl Simulation {
             }
         }
         out.into_iter().map(|(_, d)| d).collect()
-    }
-
-    /// A node claim not registered in time is deleted (Karpenter's
-    /// liveness controller). True when the node went.
-    pub(super) fn karpenter_registration_timeout(&mut self, id: u32) -> bool {
-        let node = self.nodes[id as usize].as_ref().expect("live");
-        if !self.is_karpenter(node.pool) || node.state != NodeState::Booting {
-            return false;
-        }
-        let late = self.queue.now() > node.launched_at + self.spec.karpenter.registration_timeout;
-        if late {
-            self.terminate_node(id, "registration timeout");
-            self.karpenter_trigger();
-        }
-        late
     }
 }
 

@@ -71,6 +71,10 @@ pub enum Event {
     KarpenterDisruption,
     /// The Cluster Autoscaler's loop.
     ClusterAutoscalerScan,
+    /// A node launched by an autoscaler has not registered in time.
+    LaunchTimeout {
+        node: u32,
+    },
     /// The node's kubelet registered; aws-node (ipamd) starts.
     NodeRegistered {
         node: u32,
@@ -605,6 +609,7 @@ impl Simulation {
                 asked_s,
             } => self.node_launch(pool, replaces, itype, by, Ms::from_secs(u64::from(asked_s))),
             Event::NodeRegistered { node } => self.node_registered(node),
+            Event::LaunchTimeout { node } => self.launch_timeout(node),
             Event::IpamdTick { node } => self.ipamd_tick(at, node),
             Event::NodeReady { node } => self.node_ready(node),
             Event::AwsNodeRestart { node } => self.aws_node_restart(node),
@@ -839,8 +844,24 @@ impl Simulation {
                     nt.boot_median,
                     nt.boot_max,
                 );
-                self.queue
-                    .schedule(now + boot, Event::NodeRegistered { node: id });
+                // Karpenter deletes a node claim not registered in time;
+                // the Cluster Autoscaler gives up a node not provisioned in
+                // time (with the default boot times neither happens).
+                let limit = match self.spec.pools[pi].autoscaler {
+                    Autoscaler::Karpenter => Some(self.spec.karpenter.registration_timeout),
+                    Autoscaler::ClusterAutoscaler => {
+                        Some(self.spec.cluster_autoscaler.max_node_provision_time)
+                    }
+                    Autoscaler::None => None,
+                };
+                match limit {
+                    Some(limit) if boot > limit => self
+                        .queue
+                        .schedule(now + limit, Event::LaunchTimeout { node: id }),
+                    _ => self
+                        .queue
+                        .schedule(now + boot, Event::NodeRegistered { node: id }),
+                }
                 self.spot_on_launch(id);
             }
         }
@@ -868,12 +889,28 @@ impl Simulation {
         }
     }
 
+    /// Karpenter's liveness controller deletes the node claim (and
+    /// provisions again); the Cluster Autoscaler removes the node and
+    /// shrinks the group back.
+    fn launch_timeout(&mut self, id: u32) {
+        let Some(node) = self.nodes[id as usize].as_ref() else {
+            return;
+        };
+        if node.lost {
+            return;
+        }
+        match self.spec.pools[node.pool as usize].autoscaler {
+            Autoscaler::Karpenter => {
+                self.terminate_node(id, "registration timeout");
+                self.karpenter_trigger();
+            }
+            _ => self.cluster_autoscaler_launch_timeout(id),
+        }
+    }
+
     fn node_registered(&mut self, id: u32) {
         let now = self.queue.now();
-        if self.nodes[id as usize].as_ref().is_none_or(|n| n.lost)
-            || self.karpenter_registration_timeout(id)
-            || self.cluster_autoscaler_registration_timeout(id)
-        {
+        if self.nodes[id as usize].as_ref().is_none_or(|n| n.lost) {
             return;
         }
         let Some(node) = self.nodes[id as usize].as_mut() else {
