@@ -54,6 +54,17 @@ pub struct NetworkInterface {
     pub private_ip_addresses: Vec<PrivateIp>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ipv4_prefixes: Vec<Ipv4Prefix>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tag_set: Vec<Tag>,
+}
+
+/// An AWS tag.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Tag {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -187,6 +198,23 @@ pub struct Inspection {
     pub reservation_labels: Vec<String>,
     /// Per owner type: (ENIs, /32 addresses, prefixes).
     pub owners: BTreeMap<&'static str, (u32, u32, u32)>,
+    /// What the file says of each ENI loaded, in the order created in
+    /// `ec2` (the same order as the file).
+    pub enis: Vec<LoadedEni>,
+}
+
+/// An ENI as the file describes it, beyond its addresses.
+#[derive(Debug, Clone)]
+pub struct LoadedEni {
+    pub eni: crate::addr::EniId,
+    /// `NetworkInterfaces[i]`: its place in the file.
+    pub index: usize,
+    pub id: String,
+    pub kind: OwnerKind,
+    pub instance_id: Option<String>,
+    pub device_index: u32,
+    pub description: String,
+    pub tags: Vec<(String, String)>,
 }
 
 /// The analyzer's ENI classification (`classify_eni`), reduced to
@@ -357,6 +385,7 @@ pub fn load(
 
     let d: DescribeNetworkInterfaces = read_json(enis_file)?;
     let mut owners: BTreeMap<&'static str, (u32, u32, u32)> = BTreeMap::new();
+    let mut loaded = Vec::new();
     let mut seen_ids: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, eni) in d.network_interfaces.iter().enumerate() {
         if let Some(first) = seen_ids.insert(eni.network_interface_id.as_str(), i) {
@@ -449,6 +478,7 @@ pub fn load(
                 .unwrap_or(0),
         };
         let (primary, _) = ips[primary_pos];
+        let device_index = owner.device_index;
         let id = ec2
             .create_eni_at(sid, owner, primary)
             .map_err(|e| here("primary address", e))?;
@@ -478,6 +508,20 @@ pub fn load(
         entry.0 += 1;
         entry.1 += ips.len() as u32;
         entry.2 += eni.ipv4_prefixes.len() as u32;
+        loaded.push(LoadedEni {
+            eni: id,
+            index: i,
+            id: eni.network_interface_id.clone(),
+            kind,
+            instance_id: eni.attachment.as_ref().and_then(|a| a.instance_id.clone()),
+            device_index,
+            description: eni.description.clone().unwrap_or_default(),
+            tags: eni
+                .tag_set
+                .iter()
+                .map(|t| (t.key.clone(), t.value.clone()))
+                .collect(),
+        });
     }
     Ok(Inspection {
         meta,
@@ -485,6 +529,7 @@ pub fn load(
         subnet: sid,
         reservation_labels,
         owners,
+        enis: loaded,
     })
 }
 

@@ -143,6 +143,7 @@ fn every_shipped_scenario_is_documented_and_checked() {
         "tests/compare.rs",
         "tests/sweep.rs",
         "tests/node_churn.rs",
+        "tests/snapshots.rs",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(root().join(f)).unwrap())

@@ -119,6 +119,44 @@ pub struct SubnetSpec {
     pub consumers: Vec<ConsumerSpec>,
     /// AWS tags (key to value).
     pub tags: std::collections::BTreeMap<String, String>,
+    /// The state taken over from a snapshot (`from:`), if any.
+    pub snapshot: Option<SnapshotSpec>,
+}
+
+/// A subnet's ENIs as a snapshot (AWS CLI output) lists them, validated:
+/// addresses inside the subnet, no overlaps, prefixes aligned /28s.
+#[derive(Clone, Debug, Serialize)]
+pub struct SnapshotSpec {
+    /// The files, for messages.
+    pub source: String,
+    pub enis: Vec<SnapshotEni>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SnapshotEni {
+    /// `NetworkInterfaceId` in the file.
+    pub id: String,
+    pub kind: OwnerKind,
+    pub instance_id: Option<String>,
+    pub device_index: u32,
+    pub description: String,
+    pub tags: Vec<(String, String)>,
+    /// Offsets in the subnet.
+    pub primary: u32,
+    pub secondary: Vec<u32>,
+    /// /28 block indices.
+    pub prefixes: Vec<u32>,
+}
+
+/// An EKS node found in a snapshot and taken over by a pool.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdoptedNode {
+    pub instance_id: String,
+    /// Its ENIs as (subnet, index in that subnet's snapshot); the primary
+    /// (device index 0) first.
+    pub enis: Vec<(usize, usize)>,
+    /// Pods running on it at the start.
+    pub pods: u32,
 }
 
 impl SubnetSpec {
@@ -160,6 +198,11 @@ pub struct PoolSpec {
     pub spot: Option<SpotSpec>,
     /// The NodePool's settings (Karpenter pools only).
     pub karpenter: Option<KarpenterPool>,
+    /// Nodes taken over from snapshots, Ready at the start (of the pool's
+    /// first type).
+    pub adopted: Vec<AdoptedNode>,
+    /// The workload standing for the adopted nodes' pods.
+    pub adopted_workload: Option<usize>,
     /// EC2 Auto Scaling's maximum instance lifetime: each node is replaced
     /// (a new node launches, the old one is drained and terminated) after
     /// this long.
@@ -178,6 +221,9 @@ pub struct WorkloadSpec {
     pub restart_every: Option<Ms>,
     /// When the workload is created.
     pub start: Ms,
+    /// Its pods exist at the start, bound to adopted nodes (not created by
+    /// `start`); drained ones are recreated Pending like any other.
+    pub preplaced: bool,
 }
 
 /// Everything the cluster simulation needs, validated.

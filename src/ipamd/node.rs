@@ -341,6 +341,53 @@ impl NodeIpam {
         (ipam, out)
     }
 
+    /// aws-node on a node that already runs (taken over from a snapshot):
+    /// `nodeInit` rebuilds the datastore from the ENIs and their prefixes
+    /// (or secondary addresses) that EC2 lists, primary first, without
+    /// allocating. The first pool decision comes 2.5 s later, like after
+    /// any init. The ENIs count as added at `now` (their real age is not in
+    /// the snapshot).
+    pub fn adopt(spec: IpamSpec, enis: &[EniId], now: Ms, ec2: &Ec2) -> (Self, Option<Ms>) {
+        let limits = NodeLimits {
+            pd: spec.pd,
+            slots_per_eni: spec.slots_per_eni,
+            max_pods: spec.max_pods,
+        };
+        let anchor = now + timing::FIRST_DECISION;
+        let mut ipam = NodeIpam {
+            enis: Vec::new(),
+            limits,
+            stats: PoolStats::default(),
+            last_decrease: None,
+            last_insufficient: None,
+            anchor,
+            earliest: anchor,
+            scheduled: None,
+            running: true,
+            scratch: Vec::new(),
+            scratch2: Vec::new(),
+            spec,
+        };
+        for (k, &e) in enis.iter().enumerate() {
+            let info = ec2.eni(e);
+            let primary = k == 0;
+            ipam.enis.push(NodeEni {
+                eni: e,
+                subnet: info.subnet,
+                serial: info.serial,
+                primary,
+                excluded: primary && (ipam.spec.custom_networking || ipam.spec.primary_excluded),
+                slot: k as u32,
+                added: now,
+                cidrs: Vec::new(),
+                assigned: 0,
+            });
+            ipam.adopt_new_cidrs(k, ec2, now);
+        }
+        let next = ipam.request(anchor);
+        (ipam, next)
+    }
+
     /// ipamd's init (`nodeInit` -> `handlePreScaling`): one
     /// `increaseDatastorePool` if the pool is low. Its Insufficient* errors
     /// are swallowed (the node becomes Ready with an empty pool); only under

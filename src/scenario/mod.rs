@@ -25,9 +25,10 @@ use crate::cluster::autoscaling::{
     KarpenterPool, SpotHandler, SpotSpec, SubnetPolicy,
 };
 use crate::cluster::spec::{
-    CapacityType, ClusterSpec, ConsumerSpec, KubeletConfig, NodeTiming, PoolSpec, PoolType,
-    SchedulerConfig, SubnetSpec, WorkloadSpec,
+    AdoptedNode, CapacityType, ClusterSpec, ConsumerSpec, KubeletConfig, NodeTiming, PoolSpec,
+    PoolType, SchedulerConfig, SnapshotEni, SnapshotSpec, SubnetSpec, WorkloadSpec,
 };
+use crate::inspect;
 use crate::ipamd::CniConfig;
 use crate::time::Ms;
 use locate::{locate, Path};
@@ -279,10 +280,15 @@ fn default_sample() -> Ms {
 pub struct RawSubnet {
     /// Unique name, referred to by node pools.
     pub name: String,
-    /// IPv4 CIDR, /16 to /28.
-    pub cidr: String,
-    /// Availability zone.
-    pub zone: String,
+    /// IPv4 CIDR, /16 to /28 (may come from `from.subnet`).
+    #[serde(default)]
+    pub cidr: Option<String>,
+    /// Availability zone (may come from `from.subnet`).
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Start from a real subnet's state: AWS CLI output files.
+    #[serde(default)]
+    pub from: Option<RawFrom>,
     #[serde(default)]
     pub reservations: Vec<RawReservation>,
     /// Other users of single addresses in this subnet.
@@ -294,6 +300,27 @@ pub struct RawSubnet {
     /// other subnets use it.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+}
+
+/// `subnets[].from`: the AWS CLI's JSON for the subnet, paths relative to
+/// the scenario file.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFrom {
+    /// `aws ec2 describe-subnets` output (gives the CIDR and zone); may be
+    /// omitted when the subnet's `cidr` and `zone` are given.
+    #[serde(default)]
+    pub subnet: Option<String>,
+    /// Which subnet of the files, when they cover several (e.g.
+    /// `subnet-0a1b2c3d`, or `subnet-<name>` in a run's outputs).
+    #[serde(default)]
+    pub subnet_id: Option<String>,
+    /// `aws ec2 describe-network-interfaces` output (or a run's
+    /// `final-state.json`).
+    pub network_interfaces: String,
+    /// `aws ec2 get-subnet-cidr-reservations` output.
+    #[serde(default)]
+    pub reservations: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -367,6 +394,10 @@ pub struct RawNodePool {
     /// The Karpenter NodePool's settings (with `autoscaler: karpenter`).
     #[serde(default)]
     pub karpenter: Option<RawKarpenterPool>,
+    /// Take over EKS nodes found in the pool's subnets' snapshots
+    /// (`subnets[].from`).
+    #[serde(default)]
+    pub adopt: Option<RawAdopt>,
     /// Replace each node after this long (EC2 Auto Scaling's maximum
     /// instance lifetime): a new node launches, the old one is drained and
     /// terminated. Not with Karpenter (use `karpenter.expire_after`).
@@ -413,6 +444,30 @@ pub struct RawSpot {
 
 fn yes() -> bool {
     true
+}
+
+/// `node_pools[].adopt` as written.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdopt {
+    /// Instance ids to adopt; default: every instance with a primary ENI
+    /// (device index 0) in the pool's subnets' snapshots, less those
+    /// another pool adopts by id.
+    #[serde(default)]
+    pub instances: Option<Vec<String>>,
+    /// Only instances one of whose ENIs carries this tag, `key=value` (e.g.
+    /// `eks:nodegroup-name=general`, `karpenter.sh/nodepool=default`).
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// Pods running on each adopted node; default: estimated from its
+    /// prefixes (or secondary addresses) and the warm targets.
+    #[serde(default)]
+    pub pods_per_node: Option<u32>,
+    /// Requests of those pods (default 100m and 128Mi).
+    #[serde(default)]
+    pub pod_cpu: Option<String>,
+    #[serde(default)]
+    pub pod_memory: Option<String>,
 }
 
 /// `node_pools[].karpenter` as written (a NodePool's `disruption` and
@@ -534,6 +589,8 @@ impl fmt::Display for ScenarioError {
 /// Collects problems with their positions.
 struct Checker<'a> {
     text: &'a str,
+    /// The scenario file: `from:` paths are relative to its folder.
+    file: &'a FsPath,
     problems: Vec<Problem>,
 }
 
@@ -722,7 +779,7 @@ pub fn parse(text: &str, file: &FsPath) -> Result<Scenario, ScenarioError> {
             }],
         }
     })?;
-    resolve_in(raw, text).map_err(|problems| ScenarioError {
+    resolve_in(raw, text, file).map_err(|problems| ScenarioError {
         file: file.to_path_buf(),
         problems,
     })
@@ -738,9 +795,10 @@ fn split_serde_message(msg: &str) -> (String, String) {
 }
 
 /// Resolves a raw scenario, locating problems in `text`.
-fn resolve_in(raw: RawScenario, text: &str) -> Result<Scenario, Vec<Problem>> {
+fn resolve_in(raw: RawScenario, text: &str, file: &FsPath) -> Result<Scenario, Vec<Problem>> {
     let mut c = Checker {
         text,
+        file,
         problems: Vec::new(),
     };
     let scenario = resolve(raw, &mut c);
@@ -779,7 +837,7 @@ pub fn from_value(
             }],
         }
     })?;
-    let mut problems = match resolve_in(raw, text) {
+    let mut problems = match resolve_in(raw, text, file) {
         Ok(scenario) => return Ok(scenario),
         Err(p) => p,
     };
@@ -895,13 +953,29 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
     }
     let mut subnets = Vec::new();
     let mut cidrs: Vec<(usize, Ipv4Net)> = Vec::new();
-    // Usable addresses per subnet as written (None when its CIDR is
-    // invalid: that is reported once, not again through the pools).
-    let usable_of: Vec<Option<u64>> = raw
+    // Snapshots first: they may give a subnet's CIDR and zone.
+    let snapshots: Vec<Option<Loaded>> = raw
         .subnets
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| load_snapshot(s, &root.key("subnets").index(i), c))
+        .collect();
+    let cidr_text: Vec<Option<String>> = raw
+        .subnets
+        .iter()
+        .zip(&snapshots)
+        .map(|(s, l)| {
             s.cidr
+                .clone()
+                .or_else(|| l.as_ref().map(|l| l.cidr.to_string()))
+        })
+        .collect();
+    // Usable addresses per subnet as written (None when its CIDR is
+    // invalid: that is reported once, not again through the pools).
+    let usable_of: Vec<Option<u64>> = cidr_text
+        .iter()
+        .map(|s| {
+            s.as_deref()?
                 .parse::<Ipv4Net>()
                 .ok()
                 .filter(|n| n.trunc() == *n && (16..=28).contains(&n.prefix_len()))
@@ -910,11 +984,39 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
         .collect();
     for (i, s) in raw.subnets.iter().enumerate() {
         let p = root.key("subnets").index(i);
-        let cidr = match s.cidr.parse::<Ipv4Net>() {
+        let Some(text) = cidr_text[i].clone() else {
+            if s.from.is_none() {
+                c.err(
+                    &p.key("cidr"),
+                    "missing: give the subnet's CIDR (or take it from from.subnet)",
+                );
+            }
+            continue;
+        };
+        let loaded = snapshots[i].as_ref();
+        if s.from.is_some() && loaded.is_none() {
+            continue; // the snapshot's problem is reported
+        }
+        let zone = match (&s.zone, loaded.and_then(|l| l.zone.clone())) {
+            (Some(z), Some(f)) if *z != f => {
+                c.err(&p.key("zone"), format!("`{z}`, but from.subnet says {f}"));
+                continue;
+            }
+            (Some(z), _) => z.clone(),
+            (None, Some(f)) => f,
+            (None, None) => {
+                c.err(
+                    &p.key("zone"),
+                    "missing: give the subnet's availability zone",
+                );
+                continue;
+            }
+        };
+        let cidr = match text.parse::<Ipv4Net>() {
             Ok(n) if n.trunc() != n => {
                 c.err(
                     &p.key("cidr"),
-                    format!("`{}` has host bits set; write {}", s.cidr, n.trunc()),
+                    format!("`{text}` has host bits set; write {}", n.trunc()),
                 );
                 continue;
             }
@@ -922,11 +1024,20 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
             Err(_) => {
                 c.err(
                     &p.key("cidr"),
-                    format!("`{}` is not an IPv4 CIDR (e.g. 10.0.0.0/22)", s.cidr),
+                    format!("`{text}` is not an IPv4 CIDR (e.g. 10.0.0.0/22)"),
                 );
                 continue;
             }
         };
+        if let Some(l) = loaded {
+            if l.cidr != cidr {
+                c.err(
+                    &p.key("cidr"),
+                    format!("{cidr}, but the snapshot's subnet is {}", l.cidr),
+                );
+                continue;
+            }
+        }
         for &(j, other) in &cidrs {
             if other.contains(&cidr.network()) || cidr.contains(&other.network()) {
                 c.err(
@@ -936,7 +1047,8 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
             }
         }
         cidrs.push((i, cidr));
-        let mut reservations = Vec::new();
+        let mut reservations: Vec<Reservation> =
+            loaded.map(|l| l.reservations.clone()).unwrap_or_default();
         let mut bad = false;
         for (j, r) in s.reservations.iter().enumerate() {
             match r.cidr.parse::<Ipv4Net>() {
@@ -998,10 +1110,11 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
         subnets.push(SubnetSpec {
             name: s.name.clone(),
             cidr,
-            zone: s.zone.clone(),
+            zone,
             reservations,
             consumers,
             tags: s.tags.clone(),
+            snapshot: loaded.map(|l| l.snapshot.clone()),
         });
     }
     let subnet_names: Vec<String> = raw.subnets.iter().map(|s| s.name.clone()).collect();
@@ -1213,6 +1326,8 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
             capacity_type: np.capacity_type,
             spot,
             karpenter,
+            adopted: Vec::new(),
+            adopted_workload: None,
             max_lifetime: np.max_lifetime,
         });
     }
@@ -1269,9 +1384,11 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
                 pool,
                 restart_every: w.restart_every,
                 start: w.start.unwrap_or(Ms::ZERO),
+                preplaced: false,
             });
         }
     }
+    resolve_adoption(&raw, &subnets, &mut pools, &mut workloads, c);
     let expect = resolve_expect(&raw.expect, &subnet_names, c);
     if !c.problems.is_empty() {
         return None;
@@ -1300,6 +1417,302 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
         },
         warnings,
     })
+}
+
+/// A subnet's snapshot, loaded and validated.
+struct Loaded {
+    cidr: Ipv4Net,
+    zone: Option<String>,
+    reservations: Vec<Reservation>,
+    snapshot: SnapshotSpec,
+}
+
+/// Loads `subnets[i].from` with the checks `inspect` makes (addresses in
+/// the subnet, no overlaps, aligned /28 prefixes), naming the file and the
+/// JSON path of a problem.
+fn load_snapshot(s: &RawSubnet, p: &Path, c: &mut Checker) -> Option<Loaded> {
+    let from = s.from.as_ref()?;
+    let fp = p.key("from");
+    let dir = c.file.parent().unwrap_or(FsPath::new(""));
+    let at = |f: &str| dir.join(f);
+    let subnet_file = from.subnet.as_ref().map(|f| at(f));
+    let enis_file = at(&from.network_interfaces);
+    let res_file = from.reservations.as_ref().map(|f| at(f));
+    let source = match (&subnet_file, &s.cidr) {
+        (Some(f), _) => inspect::SubnetSource::File(f, from.subnet_id.as_deref()),
+        (None, Some(cidr)) => match cidr.parse::<Ipv4Net>() {
+            Ok(n) => inspect::SubnetSource::Cidr(n, from.subnet_id.as_deref()),
+            Err(_) => return None, // reported with the CIDR
+        },
+        (None, None) => {
+            c.err(
+                &fp.key("subnet"),
+                "missing: give from.subnet (describe-subnets output) or the subnet's cidr",
+            );
+            return None;
+        }
+    };
+    let loaded = match inspect::load(source, &enis_file, res_file.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            let field = match &e {
+                inspect::InspectError::Arg { .. } => p.key("cidr"),
+                _ => {
+                    let msg = e.to_string();
+                    if subnet_file
+                        .as_ref()
+                        .is_some_and(|f| msg.starts_with(&f.display().to_string()))
+                    {
+                        fp.key("subnet")
+                    } else if res_file
+                        .as_ref()
+                        .is_some_and(|f| msg.starts_with(&f.display().to_string()))
+                    {
+                        fp.key("reservations")
+                    } else {
+                        fp.key("network_interfaces")
+                    }
+                }
+            };
+            c.err(&field, e.to_string());
+            return None;
+        }
+    };
+    let ec2 = &loaded.ec2;
+    let enis = loaded
+        .enis
+        .iter()
+        .map(|m| {
+            let info = ec2.eni(m.eni);
+            SnapshotEni {
+                id: m.id.clone(),
+                kind: m.kind,
+                instance_id: m.instance_id.clone(),
+                device_index: m.device_index,
+                description: m.description.clone(),
+                tags: m.tags.clone(),
+                primary: info.primary,
+                secondary: info.secondary.clone(),
+                prefixes: info.prefixes.clone(),
+            }
+        })
+        .collect();
+    let sub = ec2.subnet(loaded.subnet);
+    let files: Vec<String> = [subnet_file.as_ref(), Some(&enis_file), res_file.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|f| f.display().to_string())
+        .collect();
+    Some(Loaded {
+        cidr: loaded.meta.cidr,
+        zone: loaded.meta.availability_zone.clone(),
+        reservations: sub.reservations().to_vec(),
+        snapshot: SnapshotSpec {
+            source: files.join(", "),
+            enis,
+        },
+    })
+}
+
+/// Matches `adopt:` rules to the instances in the snapshots: each pool's
+/// adopted nodes, and a workload standing for their pods.
+fn resolve_adoption(
+    raw: &RawScenario,
+    subnets: &[SubnetSpec],
+    pools: &mut [PoolSpec],
+    workloads: &mut Vec<WorkloadSpec>,
+    c: &mut Checker,
+) {
+    let root = Path::default();
+    // Every instance with a primary ENI in a snapshot: (subnet, eni index).
+    let mut primaries: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut others: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
+    for (si, s) in subnets.iter().enumerate() {
+        for (k, e) in s.snapshot.iter().flat_map(|x| x.enis.iter().enumerate()) {
+            if let Some(id) = e.instance_id.as_deref() {
+                if e.device_index == 0 && e.kind == OwnerKind::Ec2Primary {
+                    primaries.insert(id, (si, k));
+                } else {
+                    others.entry(id).or_default().push((si, k));
+                }
+            }
+        }
+    }
+    let mut taken: BTreeMap<String, usize> = BTreeMap::new();
+    // Pools naming instances first, then the others take what is left.
+    let mut order: Vec<usize> = (0..raw.node_pools.len()).collect();
+    order.sort_by_key(|&i| {
+        raw.node_pools[i]
+            .adopt
+            .as_ref()
+            .is_none_or(|a| a.instances.is_none())
+    });
+    for i in order {
+        let np = &raw.node_pools[i];
+        let Some(a) = &np.adopt else { continue };
+        let p = root.key("node_pools").index(i).key("adopt");
+        let Some(pi) = pools.iter().position(|x| x.name == np.name) else {
+            continue; // the pool itself was refused
+        };
+        let pool_subnets = pools[pi].subnets.clone();
+        if !pool_subnets.iter().any(|&s| subnets[s].snapshot.is_some()) {
+            c.err(
+                &p,
+                "none of the pool's subnets has a snapshot (subnets[].from) to adopt nodes from",
+            );
+            continue;
+        }
+        let tag = match a.tag.as_deref().map(|t| t.split_once('=')) {
+            None => None,
+            Some(Some((k, v))) => Some((k.to_string(), v.to_string())),
+            Some(None) => {
+                c.err(
+                    &p.key("tag"),
+                    "write key=value, e.g. eks:nodegroup-name=general",
+                );
+                continue;
+            }
+        };
+        let has_tag = |id: &str| {
+            let Some((k, v)) = &tag else { return true };
+            let mut all = primaries.get(id).into_iter().copied().collect::<Vec<_>>();
+            all.extend(others.get(id).into_iter().flatten().copied());
+            all.iter().any(|&(s, e)| {
+                subnets[s].snapshot.as_ref().expect("loaded").enis[e]
+                    .tags
+                    .iter()
+                    .any(|(a, b)| a == k && b == v)
+            })
+        };
+        let mut chosen: Vec<String> = Vec::new();
+        match &a.instances {
+            Some(list) => {
+                for (j, id) in list.iter().enumerate() {
+                    match primaries.get(id.as_str()) {
+                        Some(&(s, _)) if pool_subnets.contains(&s) => chosen.push(id.clone()),
+                        Some(&(s, _)) => c.err(
+                            &p.key("instances").index(j),
+                            format!("{id}'s primary ENI is in subnet {}, not one of the pool's subnets", subnets[s].name),
+                        ),
+                        None => c.err(
+                            &p.key("instances").index(j),
+                            format!("no instance {id} with a primary ENI (device index 0) in the snapshots"),
+                        ),
+                    }
+                }
+            }
+            None => {
+                for (&id, &(s, _)) in &primaries {
+                    if pool_subnets.contains(&s) && !taken.contains_key(id) && has_tag(id) {
+                        chosen.push(id.to_string());
+                    }
+                }
+            }
+        }
+        let pool = &pools[pi];
+        if pool.types.len() > 1 {
+            c.err(
+                &p,
+                "adopted nodes take the pool's type, so give it one instance type (the snapshot does not say which)",
+            );
+            continue;
+        }
+        let pt = &pool.types[0];
+        let cpu = a.pod_cpu.as_deref().map_or(Ok(100), parse_cpu);
+        let mem = a.pod_memory.as_deref().map_or(Ok(128), parse_memory);
+        let (cpu, mem) = match (cpu, mem) {
+            (Ok(x), Ok(y)) => (x, y),
+            (Err(m), _) => {
+                c.err(&p.key("pod_cpu"), m);
+                continue;
+            }
+            (_, Err(m)) => {
+                c.err(&p.key("pod_memory"), m);
+                continue;
+            }
+        };
+        let mut nodes = Vec::new();
+        for id in chosen {
+            if let Some(first) = taken.insert(id.clone(), i) {
+                if first != i {
+                    c.err(
+                        &p,
+                        format!("{id} is adopted by node_pools[{first}] as well"),
+                    );
+                }
+                continue;
+            }
+            let mut enis = vec![primaries[id.as_str()]];
+            enis.extend(others.get(id.as_str()).into_iter().flatten().copied());
+            let held: u32 = enis
+                .iter()
+                .map(|&(s, e)| {
+                    let x = &subnets[s].snapshot.as_ref().expect("loaded").enis[e];
+                    x.prefixes.len() as u32 * 16 + x.secondary.len() as u32
+                })
+                .sum();
+            let t = &pt.instance;
+            let room = pt.max_pods.saturating_sub(raw.nodes.daemonset_pods);
+            let by_cpu = t
+                .allocatable_cpu_millis
+                .unwrap_or(0)
+                .checked_div(cpu)
+                .unwrap_or(u64::MAX);
+            let by_mem = t
+                .allocatable_memory_mib
+                .unwrap_or(0)
+                .checked_div(mem)
+                .unwrap_or(u64::MAX);
+            let cap = u64::from(room).min(by_cpu).min(by_mem) as u32;
+            let pods = a
+                .pods_per_node
+                .unwrap_or_else(|| estimate_pods(held, &raw.vpc_cni))
+                .min(cap)
+                .min(held);
+            nodes.push(AdoptedNode {
+                instance_id: id,
+                enis,
+                pods,
+            });
+        }
+        if nodes.is_empty() {
+            c.err(&p, "no instance matched: nothing to adopt");
+            continue;
+        }
+        let total: u32 = nodes.iter().map(|n| n.pods).sum();
+        let wi = workloads.len();
+        workloads.push(WorkloadSpec {
+            name: format!("{}-existing", np.name),
+            replicas: total,
+            cpu_millis: cpu,
+            memory_mib: mem,
+            pool: Some(pi),
+            restart_every: None,
+            start: Ms::ZERO,
+            preplaced: true,
+        });
+        let pool = &mut pools[pi];
+        pool.adopted = nodes;
+        pool.adopted_workload = Some(wi);
+    }
+}
+
+/// Pods on a node holding `held` addresses (prefixes × 16 plus secondary
+/// addresses), from the warm targets ipamd keeps: with
+/// `WARM_PREFIX_TARGET = W` ipamd keeps at least 16·W addresses free and
+/// releases a prefix when more than W are wholly free, so the pods lie in
+/// (16·(n − W − 1), 16·(n − W)]; the estimate is the middle,
+/// `16·(n − W) − 8`. With `WARM_IP_TARGET` the free addresses are the
+/// target: `held − WARM_IP`. Never below 0.
+pub fn estimate_pods(held: u32, cni: &CniConfig) -> u32 {
+    match cni.warm_ip_target.filter(|&w| w > 0) {
+        Some(w) => held.saturating_sub(w),
+        None if cni.prefix_delegation => {
+            let n = held / 16;
+            (n.saturating_sub(cni.warm_prefix_target) * 16).saturating_sub(8)
+        }
+        None => held.saturating_sub(held.min(8)),
+    }
 }
 
 /// The pool's instance types from `instance_type` or `instance_types`.
@@ -1370,6 +1783,8 @@ fn pool_sizes(np: &RawNodePool, p: &Path, c: &mut Checker) -> Option<(u32, u32, 
             }
             match np.size {
                 Some(n) => Some((n, n, n)),
+                // Adopted nodes only.
+                None if np.adopt.is_some() => Some((0, 0, 0)),
                 None => {
                     c.err(
                         &p.key("size"),

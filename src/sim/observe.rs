@@ -864,14 +864,19 @@ pub fn subtitle(spec: &ClusterSpec) -> String {
     for p in &spec.pools {
         let types: Vec<&str> = p.types.iter().map(|t| t.instance.name.as_str()).collect();
         let types = types.join("/");
+        let adopted = if p.adopted.is_empty() {
+            String::new()
+        } else {
+            format!("{} adopted + ", p.adopted.len())
+        };
         let what = match p.autoscaler {
-            Autoscaler::None => format!("{} × {types}", p.size),
-            Autoscaler::Karpenter => format!("Karpenter {types}"),
+            Autoscaler::None => format!("{adopted}{} × {types}", p.size),
+            Autoscaler::Karpenter => format!("{adopted}Karpenter {types}"),
             Autoscaler::ClusterAutoscaler if p.max_size == u32::MAX => {
-                format!("CA {}+ × {types}", p.min_size)
+                format!("{adopted}CA {}+ × {types}", p.min_size)
             }
             Autoscaler::ClusterAutoscaler => {
-                format!("CA {}–{} × {types}", p.min_size, p.max_size)
+                format!("{adopted}CA {}–{} × {types}", p.min_size, p.max_size)
             }
         };
         let spot = match &p.spot {
@@ -890,7 +895,24 @@ pub fn subnet_id(name: &str) -> String {
 
 /// The end state as `describe-network-interfaces` output, ENIs in creation
 /// order, so `subnetsim inspect` (and AWS support's analyzer) can read it.
-pub fn describe_enis(ec2: &Ec2, spec: &ClusterSpec, scenario: &str) -> DescribeNetworkInterfaces {
+/// What a snapshot said of an ENI the run took over and the simulation does
+/// not own (kept so `final-state.json` describes it the same way).
+#[derive(Clone, Debug, Default)]
+pub struct Foreign {
+    /// Its `NetworkInterfaceId` in the snapshot.
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub device_index: u32,
+    pub description: String,
+    pub tags: Vec<(String, String)>,
+}
+
+pub fn describe_enis(
+    ec2: &Ec2,
+    spec: &ClusterSpec,
+    scenario: &str,
+    foreign: &std::collections::BTreeMap<u64, Foreign>,
+) -> DescribeNetworkInterfaces {
     let mut enis: Vec<_> = ec2.enis().collect();
     enis.sort_by_key(|(_, e)| e.serial);
     let network_interfaces = enis
@@ -898,8 +920,13 @@ pub fn describe_enis(ec2: &Ec2, spec: &ClusterSpec, scenario: &str) -> DescribeN
         .map(|(_, e)| {
             let s = &spec.subnets[e.subnet.0 as usize];
             let addr = |off: u32| ec2.addr(e.subnet, off).to_string();
-            let instance = e.owner.instance.map(node_name);
-            let (itype, desc) = match e.owner.kind {
+            let known = foreign.get(&e.serial);
+            let instance = e
+                .owner
+                .instance
+                .map(node_name)
+                .or_else(|| known.and_then(|f| f.instance_id.clone()));
+            let (itype, mut desc) = match e.owner.kind {
                 OwnerKind::Ec2Primary => ("interface", String::new()),
                 OwnerKind::EksPod => (
                     "interface",
@@ -922,6 +949,9 @@ pub fn describe_enis(ec2: &Ec2, spec: &ClusterSpec, scenario: &str) -> DescribeN
                     ("interface", String::new())
                 }
             };
+            if let Some(f) = known {
+                desc = f.description.clone();
+            }
             let mut ips = vec![PrivateIp {
                 private_ip_address: addr(e.primary),
                 primary: true,
@@ -931,7 +961,7 @@ pub fn describe_enis(ec2: &Ec2, spec: &ClusterSpec, scenario: &str) -> DescribeN
                 primary: false,
             }));
             NetworkInterface {
-                network_interface_id: eni_name(e.serial),
+                network_interface_id: known.map_or_else(|| eni_name(e.serial), |f| f.id.clone()),
                 subnet_id: Some(subnet_id(&s.name)),
                 availability_zone: Some(s.zone.clone()),
                 interface_type: Some(itype.to_string()),
@@ -959,6 +989,33 @@ pub fn describe_enis(ec2: &Ec2, spec: &ClusterSpec, scenario: &str) -> DescribeN
                         ipv4_prefix: ec2.prefix_cidr(e.subnet, b).to_string(),
                     })
                     .collect(),
+                tag_set: match known {
+                    Some(f) => f
+                        .tags
+                        .iter()
+                        .map(|(k, v)| crate::inspect::Tag {
+                            key: k.clone(),
+                            value: v.clone(),
+                        })
+                        .collect(),
+                    // The tags ipamd puts on the ENIs it creates
+                    // (`eniNodeTagKey`, `eniClusterTagKey`,
+                    // pkg/awsutils/awsutils.go).
+                    None if e.owner.kind == OwnerKind::EksPod => {
+                        let mut t = vec![crate::inspect::Tag {
+                            key: "node.k8s.amazonaws.com/instance_id".into(),
+                            value: e.owner.instance.map(node_name).unwrap_or_default(),
+                        }];
+                        if let Some(c) = &spec.cni.cluster_name {
+                            t.push(crate::inspect::Tag {
+                                key: "cluster.k8s.amazonaws.com/name".into(),
+                                value: c.clone(),
+                            });
+                        }
+                        t
+                    }
+                    None => Vec::new(),
+                },
             }
         })
         .collect();
