@@ -107,7 +107,7 @@ fn each_variant_folder_equals_run_variant() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let (a, b) = (tree(&d.path().join("c/slash-22")), tree(&single));
-    assert_eq!(a.len(), 9);
+    assert_eq!(a.len(), 10);
     assert_eq!(
         a, b,
         "compare's slash-22 folder and run --variant slash-22 differ"

@@ -144,6 +144,7 @@ fn every_shipped_scenario_is_documented_and_checked() {
         "tests/sweep.rs",
         "tests/node_churn.rs",
         "tests/snapshots.rs",
+        "tests/pod_churn.rs",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(root().join(f)).unwrap())

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-const FILES: [&str; 9] = [
+const FILES: [&str; 10] = [
     "timeseries.csv",
+    "workloads.csv",
     "events.csv",
     "summary.json",
     "final-state.json",

@@ -3,5 +3,6 @@
 //! [`crate::sim`].
 
 pub mod autoscaling;
+pub mod hpa;
 pub mod scheduler;
 pub mod spec;

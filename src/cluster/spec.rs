@@ -224,6 +224,10 @@ pub struct WorkloadSpec {
     /// Its pods exist at the start, bound to adopted nodes (not created by
     /// `start`); drained ones are recreated Pending like any other.
     pub preplaced: bool,
+    /// Its HorizontalPodAutoscaler, if any.
+    pub hpa: Option<super::hpa::HpaSpec>,
+    /// Its load signals by name.
+    pub load: super::hpa::LoadSpec,
 }
 
 /// Everything the cluster simulation needs, validated.

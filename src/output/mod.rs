@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::sim::node_name;
-use crate::sim::observe::{secs_text, subnet_id, EventRow, RowSink, RunResult, SampleRow};
+use crate::sim::observe::{
+    secs_text, subnet_id, EventRow, RowSink, RunResult, SampleRow, WorkloadRow,
+};
 
 /// Why outputs could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -53,25 +55,29 @@ pub struct Rendered {
 pub struct CsvSink<W: Write> {
     ts: csv::Writer<W>,
     ev: csv::Writer<W>,
+    wl: csv::Writer<W>,
     subnets: Vec<String>,
     err: Option<csv::Error>,
 }
 
 impl<W: Write> CsvSink<W> {
-    /// Writes both headers; `subnets` names the subnets by index.
-    pub fn new(ts: W, ev: W, subnets: Vec<String>) -> Self {
+    /// Writes the three headers; `subnets` names the subnets by index.
+    pub fn new(ts: W, ev: W, wl: W, subnets: Vec<String>) -> Self {
         let mut b = csv::WriterBuilder::new();
         b.has_headers(false);
         let mut sink = CsvSink {
             ts: b.from_writer(ts),
             ev: b.from_writer(ev),
+            wl: b.from_writer(wl),
             subnets,
             err: None,
         };
         let r1 = sink.ts.write_record(TIMESERIES_COLUMNS);
         let r2 = sink.ev.write_record(EVENTS_COLUMNS);
+        let r3 = sink.wl.write_record(WORKLOADS_COLUMNS);
         sink.keep(r1);
         sink.keep(r2);
+        sink.keep(r3);
         sink
     }
 
@@ -81,8 +87,8 @@ impl<W: Write> CsvSink<W> {
         }
     }
 
-    /// Flushes both files; the first error met, if any.
-    pub fn finish(mut self) -> Result<(W, W), csv::Error> {
+    /// Flushes the three files; the first error met, if any.
+    pub fn finish(mut self) -> Result<(W, W, W), csv::Error> {
         if let Some(e) = self.err.take() {
             return Err(e);
         }
@@ -94,7 +100,11 @@ impl<W: Write> CsvSink<W> {
             .ev
             .into_inner()
             .map_err(|e| csv::Error::from(e.into_error()))?;
-        Ok((ts, ev))
+        let wl = self
+            .wl
+            .into_inner()
+            .map_err(|e| csv::Error::from(e.into_error()))?;
+        Ok((ts, ev, wl))
     }
 }
 
@@ -126,21 +136,13 @@ impl<W: Write> RowSink for CsvSink<W> {
         ));
         self.keep(r);
     }
-}
 
-/// Both CSVs of a run in memory (tests, small library uses).
-pub fn csv_in_memory(
-    rows: &crate::sim::observe::VecSink,
-    subnets: Vec<String>,
-) -> (Vec<u8>, Vec<u8>) {
-    let mut sink = CsvSink::new(Vec::new(), Vec::new(), subnets);
-    for r in &rows.samples {
-        sink.sample(r);
+    fn workload(&mut self, row: &WorkloadRow) {
+        if self.err.is_none() {
+            let r = self.wl.serialize(row);
+            self.keep(r);
+        }
     }
-    for e in &rows.events {
-        sink.event(e);
-    }
-    sink.finish().expect("CSV into memory")
 }
 
 /// The `timeseries.csv` columns, in order.
@@ -171,6 +173,17 @@ pub const TIMESERIES_COLUMNS: [&str; 26] = [
     "spot_interruptions",
     "consolidations",
     "scale_downs",
+];
+
+/// The `workloads.csv` columns, in order.
+pub const WORKLOADS_COLUMNS: [&str; 7] = [
+    "time_s",
+    "workload",
+    "desired",
+    "running",
+    "waiting_ip",
+    "pending",
+    "load",
 ];
 
 /// The `events.csv` columns, in order.
@@ -273,19 +286,20 @@ pub fn run_into_set(
     let mut sink = CsvSink::new(
         set.create(&name("timeseries.csv"))?,
         set.create(&name("events.csv"))?,
+        set.create(&name("workloads.csv"))?,
         names,
     );
     let started = std::time::Instant::now();
     let mut result = crate::sim::Simulation::new(scenario, seed).run_into(&mut sink, progress);
     let wall = started.elapsed().as_secs_f64();
-    let (mut ts, mut ev) = sink.finish().map_err(|e| OutputError::Io {
+    let (mut ts, mut ev, mut wl) = sink.finish().map_err(|e| OutputError::Io {
         path: set.staging.join(name("timeseries.csv")),
         source: io::Error::other(e.to_string()),
     })?;
-    for w in [&mut ts, &mut ev] {
+    for w in [&mut ts, &mut ev, &mut wl] {
         w.flush().map_err(io_err(&set.staging))?;
     }
-    drop((ts, ev));
+    drop((ts, ev, wl));
     if wall_clock {
         result.summary.wall_time_s = Some((wall * 1000.0).round() / 1000.0);
         result.summary.events_per_second =

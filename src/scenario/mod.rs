@@ -6,6 +6,7 @@
 //! The field-by-field reference is `docs/scenario-reference.md`; the same
 //! structure as a JSON Schema is printed by `subnetsim schema`.
 
+mod hpa;
 pub mod locate;
 
 use std::collections::BTreeMap;
@@ -518,6 +519,14 @@ pub struct RawWorkload {
     /// When the workload is created (default at once).
     #[serde(default)]
     pub start: Option<Ms>,
+    /// A HorizontalPodAutoscaler: the `spec` of an `autoscaling/v2`
+    /// manifest (camelCase); `replicas` is the initial count.
+    #[serde(default)]
+    pub hpa: Option<hpa::RawHpa>,
+    /// The workload's demand over time, per metric name (the HPA's Pods
+    /// metrics; `cpu` in cores for a cpu Utilization metric).
+    #[serde(default)]
+    pub load: BTreeMap<String, Vec<hpa::RawLoadPart>>,
 }
 
 fn default_cpu() -> String {
@@ -1375,8 +1384,12 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
         if w.restart_every == Some(Ms::ZERO) {
             c.err(&p.key("restart_every"), "must be more than 0 or omitted");
         }
+        let (hpa, load) =
+            hpa::resolve(w.hpa.as_ref(), &w.load, w.replicas, cpu.unwrap_or(0), &p, c);
         if let (Some(cpu), Some(mem), Some(pool)) = (cpu, mem, pool) {
             workloads.push(WorkloadSpec {
+                hpa,
+                load,
                 name: w.name.clone(),
                 replicas: w.replicas,
                 cpu_millis: cpu,
@@ -1690,6 +1703,8 @@ fn resolve_adoption(
             restart_every: None,
             start: Ms::ZERO,
             preplaced: true,
+            hpa: None,
+            load: Vec::new(),
         });
         let pool = &mut pools[pi];
         pool.adopted = nodes;

@@ -10,6 +10,7 @@ mod cluster_autoscaler;
 mod karpenter;
 pub mod observe;
 mod spot;
+mod workloads;
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -71,6 +72,10 @@ pub enum Event {
     KarpenterDisruption,
     /// The Cluster Autoscaler's loop.
     ClusterAutoscalerScan,
+    /// A workload's HorizontalPodAutoscaler syncs (every 15 s).
+    HpaSync {
+        workload: u32,
+    },
     /// A node launched by an autoscaler has not registered in time.
     LaunchTimeout {
         node: u32,
@@ -336,6 +341,9 @@ pub struct Simulation {
     spot: spot::SpotState,
     karpenter: karpenter::KarpenterState,
     ca: cluster_autoscaler::CaState,
+    /// Per workload: replicas asked for, pods running and waiting, the
+    /// HPA's memory, load bursts.
+    wl: Vec<workloads::WorkloadState>,
     /// ENIs taken over from snapshots and not adopted with a node, by
     /// serial: what the snapshot said of them.
     foreign: std::collections::BTreeMap<u64, observe::Foreign>,
@@ -419,6 +427,7 @@ impl Simulation {
             karpenter: karpenter::KarpenterState::new(&spec),
             ca: cluster_autoscaler::CaState::new(&spec),
             foreign: std::collections::BTreeMap::new(),
+            wl: workloads::WorkloadState::new(&spec, seed),
             spec,
         };
         sim.observer.set_run(
@@ -748,6 +757,7 @@ impl Simulation {
         let pending = self.pods_pending;
         self.observer
             .sample(end, &self.ec2, &self.gauges, pending, true);
+        self.workload_rows(end);
         let final_enis = observe::describe_enis(&self.ec2, &self.spec, &self.name, &self.foreign);
         self.observer
             .set_node_churn(observe::NodeChurn::of(&self.gauges));
@@ -811,6 +821,7 @@ impl Simulation {
             Event::KarpenterBatch => self.karpenter_batch(),
             Event::KarpenterDisruption => self.karpenter_disruption(),
             Event::ClusterAutoscalerScan => self.cluster_autoscaler_scan(),
+            Event::HpaSync { workload } => self.hpa_sync(workload),
             Event::PodSandbox { pod, gen } => self.pod_sandbox(pod, gen),
             Event::Schedule => self.schedule_pending(),
             Event::WorkloadStart { workload } => self.workload_start(workload),
@@ -830,6 +841,7 @@ impl Simulation {
         let pending = self.pods_pending;
         self.observer
             .sample(at, &self.ec2, &self.gauges, pending, false);
+        self.workload_rows(at);
     }
 
     // ---- nodes ----
@@ -1657,8 +1669,11 @@ impl Simulation {
                 let p = &mut self.pods[pid as usize];
                 p.state = PodState::Running;
                 p.addr = Some(addr);
+                let w = p.workload as usize;
+                self.wl[w].running += 1;
                 if was_waiting {
                     self.gauges[si as usize].pods_waiting_ip -= 1;
+                    self.wl[w].waiting_ip -= 1;
                 }
                 // Counted in the subnet its address is in.
                 self.gauges[addr.subnet.0 as usize].pods_running += 1;
@@ -1667,6 +1682,7 @@ impl Simulation {
                 let k = &self.spec.kubelet;
                 if !was_waiting {
                     self.gauges[si as usize].pods_waiting_ip += 1;
+                    self.wl[pod.workload as usize].waiting_ip += 1;
                 }
                 let p = &mut self.pods[pid as usize];
                 p.state = PodState::WaitingIp;
@@ -1717,8 +1733,10 @@ impl Simulation {
                         self.queue.schedule(t, Event::IpamdTick { node: pod.node });
                     }
                     self.gauges[addr.subnet.0 as usize].pods_running -= 1;
+                    self.wl[pod.workload as usize].running -= 1;
                 } else if pod.state == PodState::WaitingIp {
                     self.gauges[si].pods_waiting_ip -= 1;
+                    self.wl[pod.workload as usize].waiting_ip -= 1;
                 }
             }
         }
@@ -1738,6 +1756,7 @@ impl Simulation {
         for _ in 0..replicas {
             self.new_pod(w);
         }
+        self.hpa_start(w);
         if let (Some(every), true) = (every, replicas > 0) {
             let step = Ms((every.0 / replicas as u64).max(1));
             self.queue.schedule(
@@ -1758,8 +1777,8 @@ impl Simulation {
             }
         }
         let spec = &self.spec.workloads[w as usize];
-        let step =
-            Ms((spec.restart_every.expect("replace scheduled").0 / spec.replicas as u64).max(1));
+        let replicas = u64::from(self.wl[w as usize].replicas.max(1));
+        let step = Ms((spec.restart_every.expect("replace scheduled").0 / replicas).max(1));
         self.queue.schedule(
             self.queue.now() + step,
             Event::WorkloadReplace { workload: w },

@@ -328,6 +328,24 @@ pub struct PeakWaiting {
 pub trait RowSink {
     fn sample(&mut self, row: &SampleRow);
     fn event(&mut self, row: &EventRow);
+    /// One row of `workloads.csv`.
+    fn workload(&mut self, _row: &WorkloadRow) {}
+}
+
+/// One row of `workloads.csv`: a workload at a sample time.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WorkloadRow {
+    pub time_s: String,
+    pub workload: String,
+    /// The replica count asked for (the HPA's or the spec's).
+    pub desired: u32,
+    pub running: u32,
+    /// Bound, ContainerCreating for want of an address.
+    pub waiting_ip: u32,
+    /// Not yet bound to a node.
+    pub pending: u32,
+    /// The workload's load (its first load signal) now; empty without one.
+    pub load: Option<f64>,
 }
 
 /// A sink that drops every row (benchmarks).
@@ -343,6 +361,7 @@ impl RowSink for NullSink {
 pub struct VecSink {
     pub samples: Vec<SampleRow>,
     pub events: Vec<EventRow>,
+    pub workloads: Vec<WorkloadRow>,
 }
 
 impl RowSink for VecSink {
@@ -351,6 +370,9 @@ impl RowSink for VecSink {
     }
     fn event(&mut self, row: &EventRow) {
         self.events.push(row.clone());
+    }
+    fn workload(&mut self, row: &WorkloadRow) {
+        self.workloads.push(row.clone());
     }
 }
 
@@ -391,6 +413,7 @@ pub struct Observer {
     /// Rows made by the current event, drained into the sink after it.
     events: Vec<EventRow>,
     samples: Vec<SampleRow>,
+    workload_rows: Vec<WorkloadRow>,
     chart_samples: Vec<SampleRow>,
     chart_stride: u64,
     sample_index: u64,
@@ -476,6 +499,7 @@ impl Observer {
             events: Vec::new(),
             samples: Vec::new(),
             chart_samples: Vec::new(),
+            workload_rows: Vec::new(),
             chart_stride: 1,
             sample_index: 0,
             open_runs: Default::default(),
@@ -522,8 +546,18 @@ impl Observer {
         self.events.push(row);
     }
 
+    /// Queues a `workloads.csv` row.
+    pub fn workload(&mut self, row: WorkloadRow) {
+        self.workload_rows.push(row);
+    }
+
     /// Hands the rows made since the last call to `sink`.
     pub fn drain(&mut self, sink: &mut dyn RowSink) {
+        if !self.workload_rows.is_empty() {
+            for r in self.workload_rows.drain(..) {
+                sink.workload(&r);
+            }
+        }
         if !self.samples.is_empty() {
             for r in self.samples.drain(..) {
                 sink.sample(&r);

@@ -1,0 +1,241 @@
+//! Workloads over time: the HorizontalPodAutoscaler's 15 s syncs over each
+//! workload's load signal, scale-up and scale-down (victims chosen as the
+//! ReplicaSet controller chooses them), and the `workloads.csv` rows. The
+//! HPA's decisions are pure functions in [`crate::cluster::hpa`].
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::observe::{secs_text, WorkloadRow};
+use super::{spot::exp_delay_hazard, Event, PodState, Simulation};
+use crate::cluster::hpa::{self, HpaState, LoadPart};
+use crate::cluster::spec::ClusterSpec;
+use crate::engine::stream;
+use crate::time::Ms;
+
+/// Random bursts of one load signal, drawn as time reaches them.
+struct Bursts {
+    part: usize,
+    next: Ms,
+    /// `(end, size)` of bursts under way.
+    active: Vec<(Ms, f64)>,
+}
+
+/// One workload's state beyond its pods.
+pub struct WorkloadState {
+    /// Replicas asked for (the spec's, then the HPA's).
+    pub replicas: u32,
+    pub running: u32,
+    pub waiting_ip: u32,
+    hpa: HpaState,
+    /// Per load signal (same order as the spec's): its bursts.
+    bursts: Vec<Vec<Bursts>>,
+    /// The workload's own stream (`load/<name>`): adding a workload shifts
+    /// no other's bursts.
+    rng: ChaCha8Rng,
+}
+
+impl WorkloadState {
+    pub fn new(spec: &ClusterSpec, seed: u64) -> Vec<Self> {
+        spec.workloads
+            .iter()
+            .map(|w| {
+                let mut rng = stream(seed, &format!("load/{}", w.name));
+                let bursts = w
+                    .load
+                    .iter()
+                    .map(|(_, parts)| {
+                        parts
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(k, p)| match *p {
+                                LoadPart::Bursts { every, .. } => Some(Bursts {
+                                    part: k,
+                                    next: exp_delay_hazard(&mut rng, 1.0 / every.0 as f64),
+                                    active: Vec::new(),
+                                }),
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .collect();
+                WorkloadState {
+                    replicas: w.replicas,
+                    running: 0,
+                    waiting_ip: 0,
+                    hpa: HpaState::default(),
+                    bursts,
+                    rng,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Simulation {
+    /// The workload's load signal `k` at `now` (bursts drawn up to now).
+    fn load_value(&mut self, w: usize, k: usize, now: Ms) -> f64 {
+        let parts = &self.spec.workloads[w].load[k].1;
+        let mut v = hpa::level(parts, now);
+        let st = &mut self.wl[w];
+        for b in &mut st.bursts[k] {
+            let LoadPart::Bursts {
+                every,
+                size,
+                lasting,
+            } = parts[b.part]
+            else {
+                unreachable!("burst state for a bursts part")
+            };
+            while b.next <= now {
+                let s = st.rng.gen_range(size.0..=size.1);
+                let l = Ms(st.rng.gen_range(lasting.0 .0..=lasting.1 .0));
+                b.active.push((b.next + l, s));
+                b.next += exp_delay_hazard(&mut st.rng, 1.0 / every.0 as f64);
+            }
+            b.active.retain(|&(end, _)| end > now);
+            v += b.active.iter().map(|&(_, s)| s).sum::<f64>();
+        }
+        v
+    }
+
+    /// The first HPA sync, one period after the workload starts.
+    pub(super) fn hpa_start(&mut self, w: u32) {
+        if let Some(h) = &self.spec.workloads[w as usize].hpa {
+            let at = self.queue.now() + h.sync;
+            self.queue.schedule(at, Event::HpaSync { workload: w });
+        }
+    }
+
+    /// One HPA sync (`reconcileAutoscaler`).
+    pub(super) fn hpa_sync(&mut self, w: u32) {
+        let wi = w as usize;
+        let now = self.queue.now();
+        let spec = self.spec.workloads[wi].hpa.clone().expect("HPA workload");
+        let next = now + spec.sync;
+        if next < self.duration {
+            self.queue.schedule(next, Event::HpaSync { workload: w });
+        }
+        let current = self.wl[wi].replicas;
+        let running = self.wl[wi].running;
+        let not_running = current.saturating_sub(running);
+        let (desired, why) = if current > spec.max {
+            (spec.max, "current replicas above maxReplicas".to_string())
+        } else if current < spec.min {
+            (spec.min, "current replicas below minReplicas".to_string())
+        } else {
+            // The largest recommendation over the metrics.
+            let mut best: Option<(u32, String)> = None;
+            for m in &spec.metrics {
+                let k = self.spec.workloads[wi]
+                    .load
+                    .iter()
+                    .position(|(n, _)| *n == m.load)
+                    .expect("validated load");
+                let load = self.load_value(wi, k, now);
+                if let Some(r) = hpa::desired_for_metric(
+                    current,
+                    running,
+                    not_running,
+                    load,
+                    m.target,
+                    spec.tolerance,
+                ) {
+                    if best.as_ref().is_none_or(|(b, _)| r > *b) {
+                        let per_pod = load / f64::from(running.max(1));
+                        best = Some((
+                            r,
+                            format!(
+                                "{} {:.0} over {running} running pods ({per_pod:.1} per pod, target {})",
+                                m.label, load, m.target
+                            ),
+                        ));
+                    }
+                }
+            }
+            let Some((recommended, metric)) = best else {
+                return; // no Running pod reports a metric
+            };
+            let st = &mut self.wl[wi].hpa;
+            let (d, limit) = hpa::normalize(&spec, st, now, current, recommended);
+            (
+                d,
+                format!("{metric}: recommends {recommended}; {}", limit.name()),
+            )
+        };
+        if desired != current {
+            self.wl[wi].hpa.record_scale(now, current, desired);
+            let name = self.spec.workloads[wi].name.clone();
+            self.log(
+                "hpa_scale",
+                None,
+                None,
+                format!("{name}: from {current} to {desired}: {why}"),
+            );
+            self.set_replicas(w, desired);
+        }
+    }
+
+    /// Scales a workload to `to` replicas: new pods are created Pending;
+    /// on a scale-down the victims are chosen as the ReplicaSet controller
+    /// does (`getPodsToDelete`, `ActivePodsWithRanks`): unscheduled pods
+    /// first, then pods not Running (ContainerCreating), then Running
+    /// ones; the newest first within each.
+    pub(super) fn set_replicas(&mut self, w: u32, to: u32) {
+        let wi = w as usize;
+        let from = self.wl[wi].replicas;
+        self.wl[wi].replicas = to;
+        if to > from {
+            for _ in from..to {
+                self.new_pod(w);
+            }
+        } else if to < from {
+            let mut live: Vec<(u8, u32, u32)> = Vec::new();
+            for (k, &(pid, gen)) in self.workload_pods[wi].iter().enumerate() {
+                let p = &self.pods[pid as usize];
+                if p.gen != gen || p.state == PodState::Free {
+                    continue;
+                }
+                let rank = match p.state {
+                    PodState::Pending => 0,
+                    PodState::Creating | PodState::WaitingIp | PodState::Lost => 1,
+                    _ => 2,
+                };
+                live.push((rank, u32::MAX - k as u32, pid));
+            }
+            live.sort_unstable();
+            let n = (from - to) as usize;
+            for &(_, _, pid) in live.iter().take(n) {
+                self.delete_pod(pid);
+            }
+            // Drop stale entries while here.
+            let pods = &self.pods;
+            self.workload_pods[wi].retain(|&(pid, gen)| {
+                pods[pid as usize].gen == gen && pods[pid as usize].state != PodState::Free
+            });
+        }
+        self.queue_schedule();
+    }
+
+    /// A `workloads.csv` row per workload.
+    pub(super) fn workload_rows(&mut self, at: Ms) {
+        for wi in 0..self.spec.workloads.len() {
+            let load = if self.spec.workloads[wi].load.is_empty() {
+                None
+            } else {
+                Some((self.load_value(wi, 0, at) * 1000.0).round() / 1000.0)
+            };
+            let st = &self.wl[wi];
+            let row = WorkloadRow {
+                time_s: secs_text(at),
+                workload: self.spec.workloads[wi].name.clone(),
+                desired: st.replicas,
+                running: st.running,
+                waiting_ip: st.waiting_ip,
+                pending: self.pending_count[wi],
+                load,
+            };
+            self.observer.workload(row);
+        }
+    }
+}

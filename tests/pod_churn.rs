@@ -1,0 +1,181 @@
+//! Pod churn: the HorizontalPodAutoscaler over load signals, and
+//! workloads.csv. Each test states its hand-derived expectation.
+
+mod common;
+
+use std::path::Path;
+
+use common::{csv_rows, root, run, stderr};
+
+fn run_to(file: &Path, out: &Path) {
+    let o = run(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--no-wall-clock",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn inline(yaml: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("s.yaml");
+    std::fs::write(&f, yaml).unwrap();
+    run_to(&f, &d.path().join("o"));
+    d
+}
+
+#[test]
+fn hpa_defaults_double_hold_and_wait_300s() {
+    // The worked example with Kubernetes' default behaviour: 10 replicas
+    // at a target of 100 requests a pod; at 5m the load steps to 4,000
+    // (4x what 10 serve). The workload starts at 2m, so syncs fall at
+    // 2m15s + 15 s·k: 300 s is one. At 300 s the recommendation is
+    // ceil(4,000 / 100) = 40, limited to max(10 + 4, 10 x 2) = 20; at
+    // 315 s the previous change is a full 15 s old: 40; then it holds.
+    // At 8m the load falls back to 1,000: the recommendation is 10, but
+    // the last recommendation of 40 was at 465 s, so the 300 s window
+    // keeps 40 until 765 s, when it drops to 10 at once (100% per 15 s).
+    let d = inline(
+        "name: hpa
+duration: 20m
+sample_every: 15s
+subnets:
+  - {name: a, cidr: 10.0.0.0/20, zone: z}
+node_pools:
+  - {name: p, instance_type: m5.2xlarge, subnets: [a], size: 6}
+workloads:
+  - name: web
+    replicas: 10
+    start: 2m
+    hpa:
+      minReplicas: 10
+      maxReplicas: 100
+      metrics:
+        - type: Pods
+          pods:
+            metric: {name: requests}
+            target: {type: AverageValue, averageValue: \"100\"}
+    load:
+      requests:
+        - {at: 0s, to: 1000}
+        - {at: 5m, to: 4000}
+        - {at: 8m, to: 1000}
+",
+    );
+    let ev = csv_rows(&d.path().join("o/events.csv"));
+    let scales: Vec<(String, String)> = ev
+        .iter()
+        .filter(|r| r["kind"] == "hpa_scale")
+        .map(|r| (r["time_s"].clone(), r["detail"].clone()))
+        .collect();
+    assert_eq!(scales.len(), 3, "{scales:?}");
+    assert_eq!(scales[0].0, "300");
+    assert!(scales[0].1.starts_with("web: from 10 to 20:"));
+    assert!(scales[0].1.ends_with("recommends 40; ScaleUpLimit"));
+    assert_eq!(scales[1].0, "315");
+    assert!(scales[1].1.starts_with("web: from 20 to 40:"));
+    assert_eq!(scales[2].0, "765");
+    assert!(scales[2].1.starts_with("web: from 40 to 10:"));
+    // workloads.csv: the columns, and 40 running from the next sample.
+    let rows = csv_rows(&d.path().join("o/workloads.csv"));
+    let cols: Vec<&String> = rows[0].keys().collect();
+    for c in [
+        "time_s",
+        "workload",
+        "desired",
+        "running",
+        "waiting_ip",
+        "pending",
+        "load",
+    ] {
+        assert!(cols.iter().any(|k| *k == c), "{c}");
+    }
+    let at = |t: &str| rows.iter().find(|r| r["time_s"] == t).unwrap();
+    assert_eq!(at("330")["running"], "40");
+    assert_eq!(at("750")["desired"], "40");
+    assert_eq!(at("765")["desired"], "10");
+    assert_eq!(at("330")["load"], "4000.0");
+}
+
+#[test]
+fn hpa_burst_claims() {
+    // scenarios/hpa-burst.yaml's comment: 10, 20, 40, 80, 105 at
+    // successive syncs; 20 pods waiting for addresses while 85 run; back
+    // to 10 300 s after the burst.
+    let d = tempfile::tempdir().unwrap();
+    run_to(&root().join("scenarios/hpa-burst.yaml"), d.path());
+    let ev = csv_rows(&d.path().join("events.csv"));
+    // The big burst at about 4h53m (17,580 s).
+    let ups: Vec<&String> = ev
+        .iter()
+        .filter(|r| r["kind"] == "hpa_scale" && r["time_s"].parse::<f64>().unwrap() >= 17_580.0)
+        .map(|r| &r["detail"])
+        .take(4)
+        .collect();
+    for (k, (a, b)) in [(10, 20), (20, 40), (40, 80), (80, 105)].iter().enumerate() {
+        assert!(
+            ups[k].starts_with(&format!("web: from {a} to {b}:")),
+            "{:?}",
+            ups[k]
+        );
+    }
+    let rows = csv_rows(&d.path().join("workloads.csv"));
+    let worst = rows
+        .iter()
+        .max_by_key(|r| r["waiting_ip"].parse::<u32>().unwrap())
+        .unwrap();
+    assert_eq!(worst["waiting_ip"], "20");
+    assert_eq!(worst["running"], "85");
+    assert_eq!(worst["desired"], "105");
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["peak_pods_waiting_ip"]["pods"], 20);
+}
+
+#[test]
+fn bad_hpa_fields_are_refused_with_the_field() {
+    let base = "name: bad
+duration: 1h
+subnets:
+  - {name: a, cidr: 10.0.0.0/24, zone: z}
+node_pools:
+  - {name: p, instance_type: m5.large, subnets: [a], size: 1}
+workloads:
+  - name: w
+    replicas: 2
+";
+    let cases = [
+        (
+            "    hpa: {maxReplicas: 5, metrics: [{type: Pods, pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: \"10\"}}}]}\n",
+            "workloads[0].hpa.metrics[0].pods.metric.name",
+        ),
+        (
+            "    hpa: {minReplicas: 3, maxReplicas: 2, metrics: []}\n",
+            "workloads[0].hpa.maxReplicas",
+        ),
+        (
+            "    hpa: {maxReplicas: 5, metrics: [{type: Pods, pods: {metric: {name: rps}, target: {type: Value, value: 3}}}]}\n    load: {rps: [{at: 0s, to: 5}]}\n",
+            "workloads[0].hpa.metrics[0].pods.target.type",
+        ),
+        (
+            "    hpa: {maxReplicas: 5, metrics: [{type: Pods, pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: \"10\"}}}], behavior: {scaleUp: {selectPolicy: Fastest}}}\n    load: {rps: [{at: 0s, to: 5}]}\n",
+            "workloads[0].hpa.behavior.scaleUp.selectPolicy",
+        ),
+        (
+            "    load: {rps: [{daily: {min: 1, max: 2, peak_at: \"25:00\"}}]}\n",
+            "workloads[0].load.rps[0].daily.peak_at",
+        ),
+    ];
+    for (extra, field) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bad.yaml");
+        std::fs::write(&f, format!("{base}{extra}")).unwrap();
+        let o = run(&["validate", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{extra}");
+        let e = stderr(&o);
+        assert!(e.contains(&format!(": {field}: ")), "{field}: {e}");
+    }
+}
