@@ -8,23 +8,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{csv_rows, root, run, stderr};
+use common::{csv_rows, root, run, run_to, stderr};
 
 type Row = BTreeMap<String, String>;
 
 fn run_scenario(file: &Path, extra: &[&str]) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        d.path().to_str().unwrap(),
-        "--quiet",
-        "--no-wall-clock",
-    ];
-    args.extend_from_slice(extra);
-    let o = run(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_to(file, d.path(), extra);
     d
 }
 

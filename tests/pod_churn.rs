@@ -3,27 +3,13 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{csv_rows, root, run, stderr};
-
-fn run_to(file: &Path, out: &Path) {
-    let o = run(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-        "--no-wall-clock",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-}
+use common::{csv_rows, root, run, run_to, stderr};
 
 fn inline(yaml: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("s.yaml");
     std::fs::write(&f, yaml).unwrap();
-    run_to(&f, &d.path().join("o"));
+    run_to(&f, &d.path().join("o"), &[]);
     d
 }
 
@@ -106,7 +92,7 @@ fn hpa_burst_claims() {
     // successive syncs; 20 pods waiting for addresses while 85 run; back
     // to 10 300 s after the burst.
     let d = tempfile::tempdir().unwrap();
-    run_to(&root().join("scenarios/hpa-burst.yaml"), d.path());
+    run_to(&root().join("scenarios/hpa-burst.yaml"), d.path(), &[]);
     let ev = csv_rows(&d.path().join("events.csv"));
     // The big burst at about 4h53m (17,580 s).
     let ups: Vec<&String> = ev

@@ -6,21 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{csv_rows, root, run, stderr};
-
-fn run_to(file: &Path, out: &Path, extra: &[&str]) {
-    let mut args = vec![
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-        "--no-wall-clock",
-    ];
-    args.extend_from_slice(extra);
-    let o = run(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-}
+use common::{csv_rows, root, run, run_to, stderr};
 
 #[test]
 fn a_run_continued_from_its_own_final_state_keeps_every_address() {

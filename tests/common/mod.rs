@@ -43,3 +43,19 @@ pub fn csv_rows(p: &Path) -> Vec<BTreeMap<String, String>> {
         })
         .collect()
 }
+
+/// Runs a scenario file into `out` (quiet, no wall clock), asserting
+/// success.
+pub fn run_to(file: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--no-wall-clock",
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
