@@ -155,6 +155,20 @@ workloads:
             "workloads[0].load.rps[0].daily.peak_at",
         ),
     ];
+    let cases = cases.into_iter().chain([
+        (
+            "jobs: [{name: j, schedule: \"0 3 * * 1\", run_time: [1m, 2m]}]\n",
+            "jobs[0].schedule",
+        ),
+        (
+            "jobs: [{name: j, every: 1h, per_hour: 3, run_time: [1m, 2m]}]\n",
+            "jobs[0]",
+        ),
+        (
+            "jobs: [{name: w, every: 1h, run_time: [1m, 2m]}]\n",
+            "jobs[0].name",
+        ),
+    ]);
     for (extra, field) in cases {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("bad.yaml");
@@ -164,4 +178,62 @@ workloads:
         let e = stderr(&o);
         assert!(e.contains(&format!(": {field}: ")), "{field}: {e}");
     }
+}
+
+#[test]
+fn jobs_arrive_run_and_complete() {
+    // builds: Poisson arrivals at 600 an hour, each pod running 5 to 30
+    // minutes (uniform, mean 17.5): by Little's law 600 x 17.5 / 60 = 175
+    // pods running on average once settled (after 2 h). Over the next 10
+    // hours, about 34 independent stretches of 17.5 minutes, the mean's
+    // standard error is about sqrt(175 / 34) ~ 2.3: accept +-10.
+    // nightly: a CronJob at */15 with 3 pods of exactly 5 minutes: 3
+    // running from each quarter hour for 5 minutes, none in between.
+    let d = inline(
+        "name: jobs
+duration: 12h
+sample_every: 1m
+subnets:
+  - {name: a, cidr: 10.0.0.0/20, zone: z}
+node_pools:
+  - {name: ci, instance_type: m5.2xlarge, subnets: [a], size: 8}
+jobs:
+  - name: builds
+    per_hour: 600
+    run_time: [5m, 30m]
+    cpu: 100m
+  - name: nightly
+    schedule: \"*/15 * * * *\"
+    parallelism: 3
+    run_time: [5m, 5m]
+    cpu: 100m
+",
+    );
+    let rows = csv_rows(&d.path().join("o/workloads.csv"));
+    let builds: Vec<f64> = rows
+        .iter()
+        .filter(|r| r["workload"] == "builds" && r["time_s"].parse::<f64>().unwrap() >= 7200.0)
+        .map(|r| r["running"].parse().unwrap())
+        .collect();
+    let mean = builds.iter().sum::<f64>() / builds.len() as f64;
+    assert!((165.0..=185.0).contains(&mean), "{mean}");
+    let nightly = |t: &str| {
+        rows.iter()
+            .find(|r| r["workload"] == "nightly" && r["time_s"] == t)
+            .unwrap()["running"]
+            .clone()
+    };
+    for t in ["60", "240", "960", "1140", "3660"] {
+        assert_eq!(nightly(t), "3", "{t}");
+    }
+    for t in ["360", "840", "1200", "3540"] {
+        assert_eq!(nightly(t), "0", "{t}");
+    }
+    // Completed pods are gone, not recreated: desired follows the jobs.
+    let last = rows
+        .iter()
+        .rev()
+        .find(|r| r["workload"] == "builds")
+        .unwrap();
+    assert_eq!(last["desired"], last["running"]);
 }

@@ -226,8 +226,53 @@ pub struct WorkloadSpec {
     pub preplaced: bool,
     /// Its HorizontalPodAutoscaler, if any.
     pub hpa: Option<super::hpa::HpaSpec>,
+    /// A Job (or CronJob) template: pods come with each arrival and end
+    /// after their run time.
+    pub job: Option<JobSpec>,
     /// Its load signals by name.
     pub load: super::hpa::LoadSpec,
+}
+
+/// When jobs arrive.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum Arrivals {
+    /// Every this long from the start.
+    Every(Ms),
+    /// A Poisson process: this many an hour on average.
+    PerHour(f64),
+    /// A CronJob schedule: these minutes of these hours, every day
+    /// (sorted, deduplicated).
+    Cron { minutes: Vec<u32>, hours: Vec<u32> },
+}
+
+impl Arrivals {
+    /// The first cron time at or after `t` (the run starts at midnight).
+    pub fn next_cron(minutes: &[u32], hours: &[u32], t: Ms) -> Ms {
+        let day = 86_400_000u64;
+        let d0 = t.0 / day;
+        for d in d0..d0 + 2 {
+            for &h in hours {
+                for &m in minutes {
+                    let at = d * day + u64::from(h) * 3_600_000 + u64::from(m) * 60_000;
+                    if at >= t.0 {
+                        return Ms(at);
+                    }
+                }
+            }
+        }
+        unreachable!("a cron schedule fires every day")
+    }
+}
+
+/// A Job template.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobSpec {
+    pub arrivals: Arrivals,
+    /// Pods per job.
+    pub parallelism: u32,
+    /// Each pod runs for a time drawn uniformly in this range once it is
+    /// Running, then completes (its address is released).
+    pub run_time: (Ms, Ms),
 }
 
 /// Everything the cluster simulation needs, validated.

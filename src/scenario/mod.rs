@@ -26,8 +26,9 @@ use crate::cluster::autoscaling::{
     KarpenterPool, SpotHandler, SpotSpec, SubnetPolicy,
 };
 use crate::cluster::spec::{
-    AdoptedNode, CapacityType, ClusterSpec, ConsumerSpec, KubeletConfig, NodeTiming, PoolSpec,
-    PoolType, SchedulerConfig, SnapshotEni, SnapshotSpec, SubnetSpec, WorkloadSpec,
+    AdoptedNode, Arrivals, CapacityType, ClusterSpec, ConsumerSpec, JobSpec, KubeletConfig,
+    NodeTiming, PoolSpec, PoolType, SchedulerConfig, SnapshotEni, SnapshotSpec, SubnetSpec,
+    WorkloadSpec,
 };
 use crate::inspect;
 use crate::ipamd::CniConfig;
@@ -83,6 +84,9 @@ pub struct RawScenario {
     pub node_pools: Vec<RawNodePool>,
     #[serde(default)]
     pub workloads: Vec<RawWorkload>,
+    /// Jobs and CronJobs: pods that arrive, run for a while and complete.
+    #[serde(default)]
+    pub jobs: Vec<RawJob>,
     /// Assertions on the run's results, checked by `subnetsim check` (after
     /// the warm-up). A variant's `expect` overrides the base's, field by
     /// field.
@@ -527,6 +531,40 @@ pub struct RawWorkload {
     /// metrics; `cpu` in cores for a cpu Utilization metric).
     #[serde(default)]
     pub load: BTreeMap<String, Vec<hpa::RawLoadPart>>,
+}
+
+/// `jobs[]` as written.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawJob {
+    pub name: String,
+    /// CPU request per pod.
+    #[serde(default = "default_cpu")]
+    pub cpu: String,
+    /// Memory request per pod.
+    #[serde(default = "default_mem")]
+    pub memory: String,
+    /// Only on this node pool's nodes.
+    #[serde(default)]
+    pub node_pool: Option<String>,
+    /// A CronJob schedule (`*/15 * * * *`: minute and hour fields; the day
+    /// fields must be `*`).
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Or: a job every this long.
+    #[serde(default)]
+    pub every: Option<Ms>,
+    /// Or: jobs arriving at random, this many an hour on average.
+    #[serde(default)]
+    pub per_hour: Option<f64>,
+    /// Pods per job (default 1).
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    /// `[shortest, longest]` run time of a pod once Running (uniform).
+    pub run_time: [Ms; 2],
+    /// When arrivals begin (default at once).
+    #[serde(default)]
+    pub start: Option<Ms>,
 }
 
 fn default_cpu() -> String {
@@ -1390,6 +1428,7 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
             workloads.push(WorkloadSpec {
                 hpa,
                 load,
+                job: None,
                 name: w.name.clone(),
                 replicas: w.replicas,
                 cpu_millis: cpu,
@@ -1401,6 +1440,7 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
             });
         }
     }
+    resolve_jobs(&raw, &pool_names, &mut workloads, c);
     resolve_adoption(&raw, &subnets, &mut pools, &mut workloads, c);
     let expect = resolve_expect(&raw.expect, &subnet_names, c);
     if !c.problems.is_empty() {
@@ -1429,6 +1469,168 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
             workloads,
         },
         warnings,
+    })
+}
+
+/// `jobs[]` into workloads with a job template.
+fn resolve_jobs(
+    raw: &RawScenario,
+    pool_names: &[String],
+    workloads: &mut Vec<WorkloadSpec>,
+    c: &mut Checker,
+) {
+    let root = Path::default();
+    for (i, j) in raw.jobs.iter().enumerate() {
+        let p = root.key("jobs").index(i);
+        if let Some(k) = raw.workloads.iter().position(|w| w.name == j.name) {
+            c.err(
+                &p.key("name"),
+                format!(
+                    "`{}` is already the name of workloads[{k}]; names must be unique",
+                    j.name
+                ),
+            );
+        }
+        if let Some(k) = raw.jobs[..i].iter().position(|x| x.name == j.name) {
+            c.err(
+                &p.key("name"),
+                format!(
+                    "`{}` is already the name of jobs[{k}]; names must be unique",
+                    j.name
+                ),
+            );
+        }
+        let cpu = parse_cpu(&j.cpu).map_err(|m| c.err(&p.key("cpu"), m)).ok();
+        let mem = parse_memory(&j.memory)
+            .map_err(|m| c.err(&p.key("memory"), m))
+            .ok();
+        let pool = match &j.node_pool {
+            None => Some(None),
+            Some(n) => match pool_names.iter().position(|x| x == n) {
+                Some(ix) => Some(Some(ix)),
+                None => {
+                    c.err(
+                        &p.key("node_pool"),
+                        format!("no node pool named `{n}`; {}", one_of(pool_names)),
+                    );
+                    None
+                }
+            },
+        };
+        let arrivals = match (&j.schedule, j.every, j.per_hour) {
+            (Some(s), None, None) => parse_cron(s).map_err(|m| c.err(&p.key("schedule"), m)).ok(),
+            (None, Some(e), None) if e > Ms::ZERO => Some(Arrivals::Every(e)),
+            (None, Some(_), None) => {
+                c.err(&p.key("every"), "more than 0");
+                None
+            }
+            (None, None, Some(r)) if r.is_finite() && r > 0.0 && r <= 1e7 => {
+                Some(Arrivals::PerHour(r))
+            }
+            (None, None, Some(r)) => {
+                c.err(
+                    &p.key("per_hour"),
+                    format!("{r}: above 0 and at most 10000000"),
+                );
+                None
+            }
+            _ => {
+                c.err(
+                    &p,
+                    "give exactly one of schedule (cron), every (a period) or per_hour (a Poisson rate)",
+                );
+                None
+            }
+        };
+        let parallelism = j.parallelism.unwrap_or(1);
+        if parallelism == 0 || parallelism > MAX_REPLICAS {
+            c.err(
+                &p.key("parallelism"),
+                format!("between 1 and {MAX_REPLICAS}"),
+            );
+            continue;
+        }
+        if j.run_time[0] > j.run_time[1] || j.run_time[1] == Ms::ZERO {
+            c.err(
+                &p.key("run_time"),
+                "[shortest, longest], longest more than 0",
+            );
+            continue;
+        }
+        if let (Some(cpu), Some(mem), Some(pool), Some(arrivals)) = (cpu, mem, pool, arrivals) {
+            workloads.push(WorkloadSpec {
+                name: j.name.clone(),
+                replicas: 0,
+                cpu_millis: cpu,
+                memory_mib: mem,
+                pool,
+                restart_every: None,
+                start: j.start.unwrap_or(Ms::ZERO),
+                preplaced: false,
+                hpa: None,
+                load: Vec::new(),
+                job: Some(JobSpec {
+                    arrivals,
+                    parallelism,
+                    run_time: (j.run_time[0], j.run_time[1]),
+                }),
+            });
+        }
+    }
+}
+
+/// A cron schedule's minute and hour fields (`*`, `*/n`, `a`, `a-b`,
+/// `a,b`); the day-of-month, month and day-of-week fields must be `*`.
+fn parse_cron(s: &str) -> Result<Arrivals, String> {
+    let f: Vec<&str> = s.split_whitespace().collect();
+    if f.len() != 5 {
+        return Err(format!(
+            "`{s}`: five fields, minute hour day month weekday (e.g. */15 * * * *)"
+        ));
+    }
+    if f[2..].iter().any(|x| *x != "*") {
+        return Err(format!(
+            "`{s}`: only the minute and hour fields are modelled; the day, month and weekday fields must be *"
+        ));
+    }
+    let field = |t: &str, max: u32| -> Result<Vec<u32>, String> {
+        let mut out = Vec::new();
+        for part in t.split(',') {
+            let (range, step) = match part.split_once('/') {
+                Some((r, st)) => (
+                    r,
+                    st.parse::<u32>()
+                        .ok()
+                        .filter(|&x| x > 0)
+                        .ok_or(format!("`{part}`: a step like */15"))?,
+                ),
+                None => (part, 1),
+            };
+            let (lo, hi) = if range == "*" {
+                (0, max)
+            } else if let Some((a, b)) = range.split_once('-') {
+                (
+                    a.parse().map_err(|_| format!("`{part}`"))?,
+                    b.parse().map_err(|_| format!("`{part}`"))?,
+                )
+            } else {
+                let v: u32 = range
+                    .parse()
+                    .map_err(|_| format!("`{part}` is not a number"))?;
+                (v, if step > 1 { max } else { v })
+            };
+            if lo > hi || hi > max {
+                return Err(format!("`{part}`: between 0 and {max}"));
+            }
+            out.extend((lo..=hi).step_by(step as usize));
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    };
+    Ok(Arrivals::Cron {
+        minutes: field(f[0], 59).map_err(|m| format!("minute field: {m}"))?,
+        hours: field(f[1], 23).map_err(|m| format!("hour field: {m}"))?,
     })
 }
 
@@ -1705,6 +1907,7 @@ fn resolve_adoption(
             preplaced: true,
             hpa: None,
             load: Vec::new(),
+            job: None,
         });
         let pool = &mut pools[pi];
         pool.adopted = nodes;

@@ -76,6 +76,15 @@ pub enum Event {
     HpaSync {
         workload: u32,
     },
+    /// A job of a job template arrives.
+    JobArrival {
+        workload: u32,
+    },
+    /// A job's pod completes.
+    PodDone {
+        pod: u32,
+        gen: u32,
+    },
     /// A node launched by an autoscaler has not registered in time.
     LaunchTimeout {
         node: u32,
@@ -822,6 +831,8 @@ impl Simulation {
             Event::KarpenterDisruption => self.karpenter_disruption(),
             Event::ClusterAutoscalerScan => self.cluster_autoscaler_scan(),
             Event::HpaSync { workload } => self.hpa_sync(workload),
+            Event::JobArrival { workload } => self.job_arrival(workload),
+            Event::PodDone { pod, gen } => self.pod_done(pod, gen),
             Event::PodSandbox { pod, gen } => self.pod_sandbox(pod, gen),
             Event::Schedule => self.schedule_pending(),
             Event::WorkloadStart { workload } => self.workload_start(workload),
@@ -1671,6 +1682,7 @@ impl Simulation {
                 p.addr = Some(addr);
                 let w = p.workload as usize;
                 self.wl[w].running += 1;
+                self.job_pod_running(pid, gen, w as u32);
                 if was_waiting {
                     self.gauges[si as usize].pods_waiting_ip -= 1;
                     self.wl[w].waiting_ip -= 1;
@@ -1757,6 +1769,7 @@ impl Simulation {
             self.new_pod(w);
         }
         self.hpa_start(w);
+        self.job_start(w);
         if let (Some(every), true) = (every, replicas > 0) {
             let step = Ms((every.0 / replicas as u64).max(1));
             self.queue.schedule(

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use super::observe::{secs_text, WorkloadRow};
 use super::{spot::exp_delay_hazard, Event, PodState, Simulation};
 use crate::cluster::hpa::{self, HpaState, LoadPart};
-use crate::cluster::spec::ClusterSpec;
+use crate::cluster::spec::{Arrivals, ClusterSpec};
 use crate::engine::stream;
 use crate::time::Ms;
 
@@ -40,7 +40,12 @@ impl WorkloadState {
         spec.workloads
             .iter()
             .map(|w| {
-                let mut rng = stream(seed, &format!("load/{}", w.name));
+                let name = if w.job.is_some() {
+                    format!("jobs/{}", w.name)
+                } else {
+                    format!("load/{}", w.name)
+                };
+                let mut rng = stream(seed, &name);
                 let bursts = w
                     .load
                     .iter()
@@ -215,6 +220,65 @@ impl Simulation {
             });
         }
         self.queue_schedule();
+    }
+
+    /// A job template's first arrival (at its start).
+    pub(super) fn job_start(&mut self, w: u32) {
+        if let Some(j) = &self.spec.workloads[w as usize].job {
+            let now = self.queue.now();
+            let at = match &j.arrivals {
+                Arrivals::Every(_) => now,
+                Arrivals::PerHour(r) => {
+                    let h = r / 3_600_000.0;
+                    now + exp_delay_hazard(&mut self.wl[w as usize].rng, h)
+                }
+                Arrivals::Cron { minutes, hours } => Arrivals::next_cron(minutes, hours, now),
+            };
+            if at < self.duration {
+                self.queue.schedule(at, Event::JobArrival { workload: w });
+            }
+        }
+    }
+
+    /// A job arrives: its pods are created; the next arrival is drawn.
+    pub(super) fn job_arrival(&mut self, w: u32) {
+        let wi = w as usize;
+        let j = self.spec.workloads[wi].job.clone().expect("job");
+        let now = self.queue.now();
+        let next = match &j.arrivals {
+            Arrivals::Every(e) => now + *e,
+            Arrivals::PerHour(r) => now + exp_delay_hazard(&mut self.wl[wi].rng, r / 3_600_000.0),
+            Arrivals::Cron { minutes, hours } => Arrivals::next_cron(minutes, hours, now + Ms(1)),
+        };
+        if next < self.duration {
+            self.queue.schedule(next, Event::JobArrival { workload: w });
+        }
+        self.wl[wi].replicas += j.parallelism;
+        for _ in 0..j.parallelism {
+            self.new_pod(w);
+        }
+        self.queue_schedule();
+    }
+
+    /// A job's pod is Running: it completes after its run time.
+    pub(super) fn job_pod_running(&mut self, pid: u32, gen: u32, w: u32) {
+        if let Some(j) = &self.spec.workloads[w as usize].job {
+            let (lo, hi) = j.run_time;
+            let run = Ms(self.wl[w as usize].rng.gen_range(lo.0..=hi.0));
+            let at = self.queue.now() + run;
+            self.queue.schedule(at, Event::PodDone { pod: pid, gen });
+        }
+    }
+
+    /// A job's pod completed: it goes, and is not replaced.
+    pub(super) fn pod_done(&mut self, pid: u32, gen: u32) {
+        let p = self.pods[pid as usize];
+        if p.gen != gen || p.state != PodState::Running {
+            return;
+        }
+        let w = p.workload as usize;
+        self.wl[w].replicas = self.wl[w].replicas.saturating_sub(1);
+        self.delete_pod(pid);
     }
 
     /// A `workloads.csv` row per workload.
