@@ -237,3 +237,50 @@ jobs:
         .unwrap();
     assert_eq!(last["desired"], last["running"]);
 }
+
+#[test]
+fn rolling_update_follows_max_surge_and_max_unavailable() {
+    // 20 replicas, maxSurge 25% (5) and maxUnavailable 25% (5), a new
+    // pod available 30 s after it runs (min_ready). At 10m: 5 new pods
+    // (25 in all), 5 old go (15 stay available); the 5 new run at once but
+    // are not available yet, so 5 more new ones come (25 again: 15 old,
+    // 10 new). At 630 s the 10 are available: 10 old go (15 available
+    // remain), 10 new come. At 660 s those are available: the last 5 old
+    // go. Finished at 660 s.
+    let d = inline(
+        "name: roll
+duration: 20m
+sample_every: 10s
+subnets:
+  - {name: a, cidr: 10.0.0.0/20, zone: z}
+node_pools:
+  - {name: p, instance_type: m5.2xlarge, subnets: [a], size: 4}
+workloads:
+  - name: web
+    replicas: 20
+    cpu: 100m
+    rollout: {at: [10m], max_surge: \"25%\", max_unavailable: \"25%\", min_ready: 30s}
+",
+    );
+    let ev = csv_rows(&d.path().join("o/events.csv"));
+    let kinds: Vec<(String, String)> = ev
+        .iter()
+        .filter(|r| r["kind"].starts_with("rollout"))
+        .map(|r| (r["time_s"].clone(), r["detail"].clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("600".to_string(), "web: 20 pods to replace".to_string()),
+            (
+                "660".to_string(),
+                "web: 20 pods of the new template".to_string()
+            ),
+        ]
+    );
+    let rows = csv_rows(&d.path().join("o/workloads.csv"));
+    let running = |t: &str| rows.iter().find(|r| r["time_s"] == t).unwrap()["running"].clone();
+    assert_eq!(running("610"), "25");
+    assert_eq!(running("640"), "25");
+    assert_eq!(running("670"), "20");
+}

@@ -229,6 +229,8 @@ pub struct WorkloadSpec {
     /// A Job (or CronJob) template: pods come with each arrival and end
     /// after their run time.
     pub job: Option<JobSpec>,
+    /// Rolling updates of the Deployment, if any.
+    pub rollout: Option<RolloutSpec>,
     /// Its load signals by name.
     pub load: super::hpa::LoadSpec,
 }
@@ -262,6 +264,43 @@ impl Arrivals {
         }
         unreachable!("a cron schedule fires every day")
     }
+}
+
+/// A count or a percentage of the replicas (`maxSurge`,
+/// `maxUnavailable`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum IntOrPercent {
+    Count(u32),
+    Percent(u32),
+}
+
+impl IntOrPercent {
+    /// Resolved against `replicas`, rounding up (`maxSurge`) or down
+    /// (`maxUnavailable`), as `intstr.GetScaledValueFromIntOrPercent`.
+    pub fn of(self, replicas: u32, round_up: bool) -> u32 {
+        match self {
+            IntOrPercent::Count(n) => n,
+            IntOrPercent::Percent(p) => {
+                let x = u64::from(replicas) * u64::from(p);
+                (if round_up { x.div_ceil(100) } else { x / 100 }) as u32
+            }
+        }
+    }
+}
+
+/// Rolling updates (`strategy.rollingUpdate`) and when they happen.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RolloutSpec {
+    pub max_surge: IntOrPercent,
+    pub max_unavailable: IntOrPercent,
+    /// Rollouts at these times from the start.
+    pub at: Vec<Ms>,
+    /// And/or every this long from the start.
+    pub every: Option<Ms>,
+    /// `minReadySeconds`: a new pod counts as available this long after it
+    /// is Running (the model starts containers at once: put the start-up
+    /// and readiness time here).
+    pub min_ready: Ms,
 }
 
 /// A Job template.

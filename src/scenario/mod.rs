@@ -26,9 +26,9 @@ use crate::cluster::autoscaling::{
     KarpenterPool, SpotHandler, SpotSpec, SubnetPolicy,
 };
 use crate::cluster::spec::{
-    AdoptedNode, Arrivals, CapacityType, ClusterSpec, ConsumerSpec, JobSpec, KubeletConfig,
-    NodeTiming, PoolSpec, PoolType, SchedulerConfig, SnapshotEni, SnapshotSpec, SubnetSpec,
-    WorkloadSpec,
+    AdoptedNode, Arrivals, CapacityType, ClusterSpec, ConsumerSpec, IntOrPercent, JobSpec,
+    KubeletConfig, NodeTiming, PoolSpec, PoolType, RolloutSpec, SchedulerConfig, SnapshotEni,
+    SnapshotSpec, SubnetSpec, WorkloadSpec,
 };
 use crate::inspect;
 use crate::ipamd::CniConfig;
@@ -531,6 +531,33 @@ pub struct RawWorkload {
     /// metrics; `cpu` in cores for a cpu Utilization metric).
     #[serde(default)]
     pub load: BTreeMap<String, Vec<hpa::RawLoadPart>>,
+    /// Rolling updates (a new pod template rolled out with the Deployment's
+    /// `maxSurge` and `maxUnavailable`), at given times or periodically.
+    #[serde(default)]
+    pub rollout: Option<RawRollout>,
+}
+
+/// `workloads[].rollout` as written.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollout {
+    /// A count or a percentage (default `25%`, rounded up).
+    #[serde(default)]
+    pub max_surge: Option<String>,
+    /// A count or a percentage (default `25%`, rounded down).
+    #[serde(default)]
+    pub max_unavailable: Option<String>,
+    /// Rollouts at these times.
+    #[serde(default)]
+    pub at: Vec<Ms>,
+    /// Rollouts every this long.
+    #[serde(default)]
+    pub every: Option<Ms>,
+    /// A new pod counts as available this long after it is Running (the
+    /// Deployment's `minReadySeconds`; the model starts containers at once,
+    /// so put start-up and readiness time here). Default 0.
+    #[serde(default)]
+    pub min_ready: Option<Ms>,
 }
 
 /// `jobs[]` as written.
@@ -1424,11 +1451,16 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
         }
         let (hpa, load) =
             hpa::resolve(w.hpa.as_ref(), &w.load, w.replicas, cpu.unwrap_or(0), &p, c);
+        let rollout = w
+            .rollout
+            .as_ref()
+            .and_then(|r| resolve_rollout(r, &p.key("rollout"), c));
         if let (Some(cpu), Some(mem), Some(pool)) = (cpu, mem, pool) {
             workloads.push(WorkloadSpec {
                 hpa,
                 load,
                 job: None,
+                rollout,
                 name: w.name.clone(),
                 replicas: w.replicas,
                 cpu_millis: cpu,
@@ -1469,6 +1501,53 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
             workloads,
         },
         warnings,
+    })
+}
+
+fn resolve_rollout(r: &RawRollout, p: &Path, c: &mut Checker) -> Option<RolloutSpec> {
+    let parse = |t: &str| -> Result<IntOrPercent, String> {
+        let t = t.trim();
+        match t.strip_suffix('%') {
+            Some(x) => x
+                .parse()
+                .ok()
+                .filter(|&v: &u32| v <= 100)
+                .map(IntOrPercent::Percent)
+                .ok_or(format!("`{t}`: a percentage from 0% to 100%, or a count")),
+            None => t
+                .parse()
+                .map(IntOrPercent::Count)
+                .map_err(|_| format!("`{t}`: a count like 2 or a percentage like 25%")),
+        }
+    };
+    let surge = parse(r.max_surge.as_deref().unwrap_or("25%"))
+        .map_err(|m| c.err(&p.key("max_surge"), m))
+        .ok()?;
+    let unav = parse(r.max_unavailable.as_deref().unwrap_or("25%"))
+        .map_err(|m| c.err(&p.key("max_unavailable"), m))
+        .ok()?;
+    let zero = |x: IntOrPercent| matches!(x, IntOrPercent::Count(0) | IntOrPercent::Percent(0));
+    if zero(surge) && zero(unav) {
+        c.err(
+            &p.key("max_unavailable"),
+            "max_surge and max_unavailable may not both be 0 (the rollout could not progress)",
+        );
+        return None;
+    }
+    if r.every == Some(Ms::ZERO) {
+        c.err(&p.key("every"), "more than 0");
+        return None;
+    }
+    if r.at.is_empty() && r.every.is_none() {
+        c.err(p, "give `at` (times) or `every` (a period)");
+        return None;
+    }
+    Some(RolloutSpec {
+        max_surge: surge,
+        max_unavailable: unav,
+        at: r.at.clone(),
+        every: r.every,
+        min_ready: r.min_ready.unwrap_or(Ms::ZERO),
     })
 }
 
@@ -1569,6 +1648,7 @@ fn resolve_jobs(
                 preplaced: false,
                 hpa: None,
                 load: Vec::new(),
+                rollout: None,
                 job: Some(JobSpec {
                     arrivals,
                     parallelism,
@@ -1908,6 +1988,7 @@ fn resolve_adoption(
             hpa: None,
             load: Vec::new(),
             job: None,
+            rollout: None,
         });
         let pool = &mut pools[pi];
         pool.adopted = nodes;

@@ -85,6 +85,14 @@ pub enum Event {
         pod: u32,
         gen: u32,
     },
+    /// A rolling update of a workload begins.
+    RolloutStart {
+        workload: u32,
+    },
+    /// A rolling update takes its next step.
+    RolloutStep {
+        workload: u32,
+    },
     /// A node launched by an autoscaler has not registered in time.
     LaunchTimeout {
         node: u32,
@@ -261,6 +269,10 @@ enum PodState {
 #[derive(Clone, Copy, Debug)]
 struct Pod {
     workload: u32,
+    /// Of the pod template a rollout is replacing.
+    old: bool,
+    /// When it became Running.
+    running_since: Ms,
     state: PodState,
     node: u32,
     addr: Option<PodAddr>,
@@ -833,6 +845,8 @@ impl Simulation {
             Event::HpaSync { workload } => self.hpa_sync(workload),
             Event::JobArrival { workload } => self.job_arrival(workload),
             Event::PodDone { pod, gen } => self.pod_done(pod, gen),
+            Event::RolloutStart { workload } => self.rollout_start(workload),
+            Event::RolloutStep { workload } => self.rollout_step(workload),
             Event::PodSandbox { pod, gen } => self.pod_sandbox(pod, gen),
             Event::Schedule => self.schedule_pending(),
             Event::WorkloadStart { workload } => self.workload_start(workload),
@@ -1547,6 +1561,8 @@ impl Simulation {
     fn new_pod(&mut self, workload: u32) -> u32 {
         let pod = Pod {
             workload,
+            old: false,
+            running_since: Ms::ZERO,
             state: PodState::Pending,
             node: u32::MAX,
             addr: None,
@@ -1680,9 +1696,11 @@ impl Simulation {
                 let p = &mut self.pods[pid as usize];
                 p.state = PodState::Running;
                 p.addr = Some(addr);
+                p.running_since = now;
                 let w = p.workload as usize;
                 self.wl[w].running += 1;
                 self.job_pod_running(pid, gen, w as u32);
+                self.rollout_poke(w as u32);
                 if was_waiting {
                     self.gauges[si as usize].pods_waiting_ip -= 1;
                     self.wl[w].waiting_ip -= 1;
@@ -1754,6 +1772,7 @@ impl Simulation {
         }
         self.pods[pid as usize].state = PodState::Free;
         self.free_pods.push(pid);
+        self.rollout_poke(pod.workload);
         self.queue_schedule();
     }
 
@@ -1770,6 +1789,7 @@ impl Simulation {
         }
         self.hpa_start(w);
         self.job_start(w);
+        self.rollout_init(w);
         if let (Some(every), true) = (every, replicas > 0) {
             let step = Ms((every.0 / replicas as u64).max(1));
             self.queue.schedule(

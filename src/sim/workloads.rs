@@ -33,6 +33,9 @@ pub struct WorkloadState {
     /// The workload's own stream (`load/<name>`): adding a workload shifts
     /// no other's bursts.
     rng: ChaCha8Rng,
+    /// A rolling update is under way, and a step of it is queued.
+    rolling: bool,
+    step_queued: bool,
 }
 
 impl WorkloadState {
@@ -71,6 +74,8 @@ impl WorkloadState {
                     hpa: HpaState::default(),
                     bursts,
                     rng,
+                    rolling: false,
+                    step_queued: false,
                 }
             })
             .collect()
@@ -279,6 +284,160 @@ impl Simulation {
         let w = p.workload as usize;
         self.wl[w].replicas = self.wl[w].replicas.saturating_sub(1);
         self.delete_pod(pid);
+    }
+
+    /// Schedules the workload's rollouts.
+    pub(super) fn rollout_init(&mut self, w: u32) {
+        let Some(r) = self.spec.workloads[w as usize].rollout.clone() else {
+            return;
+        };
+        let now = self.queue.now();
+        let on_grid = |t: Ms| {
+            r.every
+                .is_some_and(|e| t > now && (t.0 - now.0).is_multiple_of(e.0))
+        };
+        for &t in &r.at {
+            if t >= now && t < self.duration && !on_grid(t) {
+                self.queue.schedule(t, Event::RolloutStart { workload: w });
+            }
+        }
+        if let Some(e) = r.every {
+            if now + e < self.duration {
+                self.queue
+                    .schedule(now + e, Event::RolloutStart { workload: w });
+            }
+        }
+    }
+
+    /// A new pod template: every live pod is now of the old one.
+    pub(super) fn rollout_start(&mut self, w: u32) {
+        let wi = w as usize;
+        let r = self.spec.workloads[wi].rollout.clone().expect("rollout");
+        let now = self.queue.now();
+        let start = self.spec.workloads[wi].start;
+        if let Some(e) = r.every {
+            // On the period's grid: the next one.
+            if (now.0 - start.0).is_multiple_of(e.0) && now + e < self.duration {
+                self.queue
+                    .schedule(now + e, Event::RolloutStart { workload: w });
+            }
+        }
+        let mut n = 0;
+        for k in 0..self.workload_pods[wi].len() {
+            let (pid, gen) = self.workload_pods[wi][k];
+            let p = &mut self.pods[pid as usize];
+            if p.gen == gen && p.state != PodState::Free {
+                p.old = true;
+                n += 1;
+            }
+        }
+        self.wl[wi].rolling = true;
+        let name = self.spec.workloads[wi].name.clone();
+        self.log(
+            "rollout_started",
+            None,
+            None,
+            format!("{name}: {n} pods to replace"),
+        );
+        self.rollout_poke(w);
+    }
+
+    /// Queues a rollout step if one is under way.
+    pub(super) fn rollout_poke(&mut self, w: u32) {
+        let st = &mut self.wl[w as usize];
+        if st.rolling && !st.step_queued {
+            st.step_queued = true;
+            let now = self.queue.now();
+            self.queue.schedule(now, Event::RolloutStep { workload: w });
+        }
+    }
+
+    /// One step of the Deployment controller's rolling update
+    /// (`rolling.go`: `reconcileNewReplicaSet`, `reconcileOldReplicaSets`):
+    /// new pods up to `replicas + maxSurge` in all (and `replicas` new);
+    /// old pods down while `replicas - maxUnavailable` stay available
+    /// (Running), not-Running old pods first.
+    pub(super) fn rollout_step(&mut self, w: u32) {
+        let wi = w as usize;
+        self.wl[wi].step_queued = false;
+        if !self.wl[wi].rolling {
+            return;
+        }
+        let r = self.spec.workloads[wi].rollout.clone().expect("rollout");
+        let replicas = self.wl[wi].replicas;
+        let mut surge = r.max_surge.of(replicas, true);
+        let mut unav = r.max_unavailable.of(replicas, false);
+        if surge == 0 && unav == 0 {
+            unav = 1; // ResolveFenceposts
+            surge = 0;
+        }
+        // Old pods, newest first, not-Running before Running. A pod is
+        // available once Running for `min_ready`.
+        let now = self.queue.now();
+        let mut wake: Option<Ms> = None;
+        let mut old: Vec<(bool, u32)> = Vec::new();
+        let (mut new_live, mut new_running) = (0u32, 0u32);
+        for &(pid, gen) in self.workload_pods[wi].iter().rev() {
+            let p = &self.pods[pid as usize];
+            if p.gen != gen || p.state == PodState::Free {
+                continue;
+            }
+            let ready_at = p.running_since + r.min_ready;
+            let running = p.state == PodState::Running && ready_at <= now;
+            if p.state == PodState::Running && ready_at > now {
+                wake = Some(wake.map_or(ready_at, |x| x.min(ready_at)));
+            }
+            if p.old {
+                old.push((running, pid));
+            } else {
+                new_live += 1;
+                new_running += u32::from(running);
+            }
+        }
+        if let Some(t) = wake {
+            self.queue.schedule(t, Event::RolloutStep { workload: w });
+        }
+        old.sort_by_key(|&(running, _)| running);
+        let old_live = old.len() as u32;
+        let old_running = old.iter().filter(|x| x.0).count() as u32;
+        let total = old_live + new_live;
+        let create = replicas
+            .saturating_sub(new_live)
+            .min((replicas + surge).saturating_sub(total));
+        for _ in 0..create {
+            self.new_pod(w);
+        }
+        let new_live = new_live + create;
+        let min_avail = replicas.saturating_sub(unav);
+        let new_unavailable = new_live - new_running;
+        let mut max_down = (total + create).saturating_sub(min_avail + new_unavailable);
+        let mut available = old_running + new_running;
+        let mut gone = 0;
+        for &(running, pid) in &old {
+            if max_down == 0 {
+                break;
+            }
+            if running {
+                if available <= min_avail {
+                    break;
+                }
+                available -= 1;
+            }
+            self.delete_pod(pid);
+            max_down -= 1;
+            gone += 1;
+        }
+        if old_live - gone == 0 && new_live >= replicas {
+            self.wl[wi].rolling = false;
+            let name = self.spec.workloads[wi].name.clone();
+            self.log(
+                "rollout_finished",
+                None,
+                None,
+                format!("{name}: {new_live} pods of the new template"),
+            );
+        }
+        self.queue_schedule();
     }
 
     /// A `workloads.csv` row per workload.
