@@ -284,3 +284,72 @@ workloads:
     assert_eq!(running("640"), "25");
     assert_eq!(running("670"), "20");
 }
+
+#[test]
+fn security_groups_for_pods_take_branch_enis_not_prefixes() {
+    // Two m5.large with ENABLE_POD_ENI: each gets a trunk ENI (one address)
+    // once Ready and advertises 9 branch ENIs (the catalogue's branch_enis
+    // for m5.large). 24 pods with security groups: 18 fit (9 a node), 6
+    // stay Pending (no pod-eni left). Each running one holds a branch ENI
+    // of one address placed by EC2; none comes from a prefix: the 10 web
+    // pods alone need prefixes.
+    let d = inline(
+        "name: sgp
+duration: 30m
+sample_every: 1m
+vpc_cni: {prefix_delegation: true, warm_prefix_target: 1, enable_pod_eni: true}
+subnets:
+  - {name: a, cidr: 10.0.0.0/24, zone: z}
+node_pools:
+  - {name: p, instance_type: m5.large, subnets: [a], size: 2}
+workloads:
+  - {name: web, replicas: 10, cpu: 50m}
+  - {name: payments, replicas: 24, cpu: 50m, security_groups: true}
+",
+    );
+    let ev = csv_rows(&d.path().join("o/events.csv"));
+    let trunks: Vec<_> = ev
+        .iter()
+        .filter(|r| r["kind"] == "trunk_attached")
+        .collect();
+    assert_eq!(trunks.len(), 2);
+    assert!(trunks[0]["detail"].ends_with(": 9 branch ENIs"));
+    let rows = csv_rows(&d.path().join("o/workloads.csv"));
+    let last = |w: &str| {
+        rows.iter()
+            .rev()
+            .find(|r| r["workload"] == w)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(last("payments")["running"], "18");
+    assert_eq!(last("payments")["pending"], "6");
+    assert_eq!(last("web")["running"], "10");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("o/final-state.json")).unwrap())
+            .unwrap();
+    let enis = state["NetworkInterfaces"].as_array().unwrap();
+    let of = |t: &str| enis.iter().filter(|e| e["InterfaceType"] == t).count();
+    assert_eq!(of("branch"), 18);
+    assert_eq!(of("trunk"), 2);
+    for e in enis.iter().filter(|e| e["InterfaceType"] == "branch") {
+        assert_eq!(e["PrivateIpAddresses"].as_array().unwrap().len(), 1);
+        assert!(e.get("Ipv4Prefixes").is_none());
+    }
+    // Refused without ENABLE_POD_ENI.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.yaml");
+    std::fs::write(
+        &f,
+        "name: bad
+duration: 1h
+subnets: [{name: a, cidr: 10.0.0.0/24, zone: z}]
+node_pools: [{name: p, instance_type: m5.large, subnets: [a], size: 1}]
+workloads: [{name: w, replicas: 1, security_groups: true}]
+",
+    )
+    .unwrap();
+    let o = run(&["validate", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("workloads[0].security_groups: needs vpc_cni.enable_pod_eni"));
+}

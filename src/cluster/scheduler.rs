@@ -15,6 +15,10 @@ pub struct Capacity {
     pub mem_used: u64,
     pub pods: u32,
     pub max_pods: u32,
+    /// Branch ENIs (`vpc.amazonaws.com/pod-eni`): advertised and used by
+    /// pods with security groups.
+    pub branch_max: u32,
+    pub branch_used: u32,
 }
 
 impl Capacity {
@@ -24,10 +28,13 @@ impl Capacity {
         self.cpu_used * 1000 / self.cpu_alloc.max(1) + self.mem_used * 1000 / self.mem_alloc.max(1)
     }
 
-    pub fn fits(&self, cpu: u64, mem: u64) -> bool {
+    /// Room for a pod requesting `cpu`/`mem` (and a branch ENI when
+    /// `branch`).
+    pub fn fits(&self, cpu: u64, mem: u64, branch: bool) -> bool {
         self.pods < self.max_pods
             && self.cpu_used + cpu <= self.cpu_alloc
             && self.mem_used + mem <= self.mem_alloc
+            && (!branch || self.branch_used < self.branch_max)
     }
 }
 
@@ -40,6 +47,7 @@ pub trait Placement {
         index: &BTreeSet<(u64, u32)>,
         cpu: u64,
         mem: u64,
+        branch: bool,
         cap: &dyn Fn(u32) -> Capacity,
     ) -> Option<u32>;
 }
@@ -56,12 +64,13 @@ impl Placement for LeastAllocated {
         index: &BTreeSet<(u64, u32)>,
         cpu: u64,
         mem: u64,
+        branch: bool,
         cap: &dyn Fn(u32) -> Capacity,
     ) -> Option<u32> {
         index
             .iter()
             .map(|&(_, n)| n)
-            .find(|&n| cap(n).fits(cpu, mem))
+            .find(|&n| cap(n).fits(cpu, mem, branch))
     }
 }
 
@@ -71,6 +80,7 @@ impl Placement for MostAllocated {
         index: &BTreeSet<(u64, u32)>,
         cpu: u64,
         mem: u64,
+        branch: bool,
         cap: &dyn Fn(u32) -> Capacity,
     ) -> Option<u32> {
         // Highest key first; among equal keys, lowest node id.
@@ -81,7 +91,7 @@ impl Placement for MostAllocated {
                     break;
                 }
             }
-            if cap(n).fits(cpu, mem) {
+            if cap(n).fits(cpu, mem, branch) {
                 best = Some((k, n));
             }
         }
@@ -111,6 +121,8 @@ mod tests {
                 mem_used: 0,
                 pods: 1,
                 max_pods: 10,
+                branch_max: 0,
+                branch_used: 0,
             },
             Capacity {
                 cpu_alloc: 1000,
@@ -119,6 +131,8 @@ mod tests {
                 mem_used: 0,
                 pods: 0,
                 max_pods: 10,
+                branch_max: 2,
+                branch_used: 2,
             },
             Capacity {
                 cpu_alloc: 1000,
@@ -127,6 +141,8 @@ mod tests {
                 mem_used: 0,
                 pods: 9,
                 max_pods: 10,
+                branch_max: 5,
+                branch_used: 0,
             },
         ];
         let index: BTreeSet<(u64, u32)> = caps
@@ -135,10 +151,13 @@ mod tests {
             .map(|(i, c)| (c.key(), i as u32))
             .collect();
         let cap = |n: u32| caps[n as usize];
-        assert_eq!(LeastAllocated.choose(&index, 100, 0, &cap), Some(1));
-        assert_eq!(MostAllocated.choose(&index, 100, 0, &cap), Some(2));
+        assert_eq!(LeastAllocated.choose(&index, 100, 0, false, &cap), Some(1));
+        assert_eq!(MostAllocated.choose(&index, 100, 0, false, &cap), Some(2));
         // Node 2 cannot take 200m more: the next most allocated.
-        assert_eq!(MostAllocated.choose(&index, 200, 0, &cap), Some(0));
-        assert_eq!(LeastAllocated.choose(&index, 2000, 0, &cap), None);
+        assert_eq!(MostAllocated.choose(&index, 200, 0, false, &cap), Some(0));
+        assert_eq!(LeastAllocated.choose(&index, 2000, 0, false, &cap), None);
+        // A pod with security groups needs a free branch ENI: node 1 has
+        // used its 2, node 0 has none; node 2 has room.
+        assert_eq!(LeastAllocated.choose(&index, 100, 0, true, &cap), Some(2));
     }
 }

@@ -231,6 +231,8 @@ pub struct WorkloadSpec {
     pub job: Option<JobSpec>,
     /// Rolling updates of the Deployment, if any.
     pub rollout: Option<RolloutSpec>,
+    /// Security groups for pods: each pod gets a branch ENI.
+    pub security_groups: bool,
     /// Its load signals by name.
     pub load: super::hpa::LoadSpec,
 }

@@ -35,6 +35,11 @@ pub struct CniConfig {
     /// growth pauses 120 s only when that ENI creation fails with an
     /// Insufficient* error. Off: the first Insufficient* error pauses.
     pub subnet_discovery: bool,
+    /// `ENABLE_POD_ENI`: security groups for pods. Each Nitro node gets a
+    /// trunk ENI (one ENI slot and one address of the node's subnet, or the
+    /// ENIConfig subnet), and pods of workloads with `security_groups` get
+    /// a branch ENI each. Default false.
+    pub enable_pod_eni: bool,
     /// How the datastore picks a pod's address: `map_order` (default)
     /// imitates Go's map iteration in `AssignPodIPv4Address` (first ENI,
     /// first prefix with a free address, the oldest entry favoured);
@@ -77,6 +82,7 @@ impl Default for CniConfig {
             custom_networking: false,
             ip_cooldown: Ms::from_secs(30),
             subnet_discovery: true,
+            enable_pod_eni: false,
             pod_address_pick: PodAddressPick::MapOrder,
             cluster_name: None,
         }

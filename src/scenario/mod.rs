@@ -535,6 +535,11 @@ pub struct RawWorkload {
     /// `maxSurge` and `maxUnavailable`), at given times or periodically.
     #[serde(default)]
     pub rollout: Option<RawRollout>,
+    /// Security groups for pods (a SecurityGroupPolicy selects the pods):
+    /// each pod gets a branch ENI with its own address, not one from a
+    /// prefix. Needs `vpc_cni.enable_pod_eni: true`.
+    #[serde(default)]
+    pub security_groups: bool,
 }
 
 /// `workloads[].rollout` as written.
@@ -1455,12 +1460,19 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
             .rollout
             .as_ref()
             .and_then(|r| resolve_rollout(r, &p.key("rollout"), c));
+        if w.security_groups && !raw.vpc_cni.enable_pod_eni {
+            c.err(
+                &p.key("security_groups"),
+                "needs vpc_cni.enable_pod_eni: true (ENABLE_POD_ENI), or the pods never get a branch ENI",
+            );
+        }
         if let (Some(cpu), Some(mem), Some(pool)) = (cpu, mem, pool) {
             workloads.push(WorkloadSpec {
                 hpa,
                 load,
                 job: None,
                 rollout,
+                security_groups: w.security_groups,
                 name: w.name.clone(),
                 replicas: w.replicas,
                 cpu_millis: cpu,
@@ -1649,6 +1661,7 @@ fn resolve_jobs(
                 hpa: None,
                 load: Vec::new(),
                 rollout: None,
+                security_groups: false,
                 job: Some(JobSpec {
                     arrivals,
                     parallelism,
@@ -1989,6 +2002,7 @@ fn resolve_adoption(
             load: Vec::new(),
             job: None,
             rollout: None,
+            security_groups: false,
         });
         let pool = &mut pools[pi];
         pool.adopted = nodes;

@@ -440,6 +440,8 @@ mod tests {
             mem_used: 6000,
             pods: 3,
             max_pods: 29,
+            branch_max: 0,
+            branch_used: 0,
         };
         assert_eq!(utilization_permille(&c), 750);
     }

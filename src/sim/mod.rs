@@ -9,6 +9,7 @@
 mod cluster_autoscaler;
 mod karpenter;
 pub mod observe;
+mod sgp;
 mod spot;
 mod workloads;
 
@@ -242,6 +243,8 @@ struct Node {
     /// Cluster Autoscaler: since when the node is under the utilization
     /// threshold.
     under_since: Option<Ms>,
+    /// The trunk ENI (security groups for pods), once attached.
+    trunk: Option<EniId>,
 }
 
 impl Node {
@@ -273,6 +276,8 @@ struct Pod {
     old: bool,
     /// When it became Running.
     running_since: Ms,
+    /// Its branch ENI (security groups for pods).
+    branch: Option<EniId>,
     state: PodState,
     node: u32,
     addr: Option<PodAddr>,
@@ -570,6 +575,9 @@ impl Simulation {
             spec.eni_subnets = subnets.clone();
             spec.primary_excluded = *excluded;
         }
+        if self.branch_limit(pool, 0) > 0 {
+            spec.max_enis = spec.max_enis.saturating_sub(1).max(1);
+        }
         let (ipam, next) = NodeIpam::adopt(spec, &enis, now, &self.ec2);
         let t = &pt.instance;
         let cap = Capacity {
@@ -579,6 +587,8 @@ impl Simulation {
             mem_used: 0,
             pods: self.spec.nodes.daemonset_pods,
             max_pods: pt.max_pods,
+            branch_max: 0,
+            branch_used: 0,
         };
         let life = p
             .max_lifetime
@@ -603,6 +613,7 @@ impl Simulation {
             group_pos: 0,
             last_pod_event: now,
             under_since: None,
+            trunk: None,
         }));
         if let Some(t) = next {
             self.queue.schedule(t, Event::IpamdTick { node: id });
@@ -620,6 +631,7 @@ impl Simulation {
         g.nodes += 1;
         g.nodes_ready += 1;
         self.index_insert(id);
+        self.attach_trunk(id);
         let held = self.nodes[id as usize]
             .as_ref()
             .and_then(|n| n.ipam.as_ref())
@@ -1014,6 +1026,8 @@ impl Simulation {
                     mem_used: 0,
                     pods: self.spec.nodes.daemonset_pods,
                     max_pods: pt.max_pods,
+                    branch_max: 0,
+                    branch_used: 0,
                 };
                 let capacity = match p.capacity_type {
                     CapacityType::OnDemand => "on-demand",
@@ -1051,6 +1065,7 @@ impl Simulation {
                     group_pos: 0,
                     last_pod_event: now,
                     under_since: None,
+                    trunk: None,
                 }));
                 if let Some(life) = life.or(expire) {
                     self.queue
@@ -1162,6 +1177,12 @@ impl Simulation {
             spec.eni_subnets = subnets.clone();
             spec.primary_excluded = *excluded;
         }
+        let (pool, itype) = (node.pool, node.itype);
+        if self.branch_limit(pool, itype) > 0 {
+            // The trunk ENI takes one of the node's ENIs.
+            spec.max_enis = spec.max_enis.saturating_sub(1).max(1);
+        }
+        let node = self.nodes[id as usize].as_mut().expect("live");
         node.state = NodeState::NotReady;
         let si = node.subnet;
         let primary = node.primary;
@@ -1395,6 +1416,7 @@ impl Simulation {
         if schedulable {
             self.index_insert(id);
         }
+        self.attach_trunk(id);
         self.log(
             "node_ready",
             Some(si),
@@ -1522,15 +1544,21 @@ impl Simulation {
     /// [`Self::spot_deadline`]). Returns the ENIs released.
     fn release_instance(&mut self, id: u32) -> usize {
         let node = self.nodes[id as usize].as_mut().expect("live node");
-        let enis = match node.ipam.take() {
-            Some(ipam) => ipam.teardown(&mut self.ec2).len(),
-            None => {
-                self.ec2
-                    .delete_eni(node.primary)
-                    .expect("primary ENI is live");
-                1
-            }
-        };
+        let trunk = node.trunk.take();
+        if let Some(t) = trunk {
+            self.ec2.delete_eni(t).expect("trunk ENI is live");
+        }
+        let node = self.nodes[id as usize].as_mut().expect("live node");
+        let enis = usize::from(trunk.is_some())
+            + match node.ipam.take() {
+                Some(ipam) => ipam.teardown(&mut self.ec2).len(),
+                None => {
+                    self.ec2
+                        .delete_eni(node.primary)
+                        .expect("primary ENI is live");
+                    1
+                }
+            };
         let (pool, si) = (node.pool as usize, node.subnet as usize);
         if node.cordoned {
             node.cordoned = false;
@@ -1563,6 +1591,7 @@ impl Simulation {
             workload,
             old: false,
             running_since: Ms::ZERO,
+            branch: None,
             state: PodState::Pending,
             node: u32::MAX,
             addr: None,
@@ -1602,7 +1631,7 @@ impl Simulation {
                     continue;
                 }
                 let w = &self.spec.workloads[wi];
-                let (cpu, mem) = (w.cpu_millis, w.memory_mib);
+                let (cpu, mem, sgp) = (w.cpu_millis, w.memory_mib, w.security_groups);
                 let index = match w.pool {
                     Some(p) => &self.ready_pool[p],
                     None => &self.ready_all,
@@ -1614,7 +1643,7 @@ impl Simulation {
                         .map(|x| x.cap)
                         .unwrap_or_default()
                 };
-                match policy.choose(index, cpu, mem, &cap) {
+                match policy.choose(index, cpu, mem, sgp, &cap) {
                     Some(n) => {
                         self.pending[wi].pop_front();
                         self.bind(pid, n);
@@ -1655,11 +1684,12 @@ impl Simulation {
 
     fn bind(&mut self, pid: u32, n: u32) {
         let w = &self.spec.workloads[self.pods[pid as usize].workload as usize];
-        let (cpu, mem) = (w.cpu_millis, w.memory_mib);
+        let (cpu, mem, sgp) = (w.cpu_millis, w.memory_mib, u32::from(w.security_groups));
         self.reindex(n, |c| {
             c.cpu_used += cpu;
             c.mem_used += mem;
             c.pods += 1;
+            c.branch_used += sgp;
         });
         self.nodes[n as usize]
             .as_mut()
@@ -1683,6 +1713,10 @@ impl Simulation {
             return;
         }
         let was_waiting = pod.state == PodState::WaitingIp;
+        if self.spec.workloads[pod.workload as usize].security_groups {
+            self.branch_sandbox(pid, gen, was_waiting);
+            return;
+        }
         let node = self.nodes[pod.node as usize]
             .as_mut()
             .expect("bound to a live node");
@@ -1693,36 +1727,48 @@ impl Simulation {
                 if let Some(t) = ipam.on_pod_change(now) {
                     self.queue.schedule(t, Event::IpamdTick { node: pod.node });
                 }
-                let p = &mut self.pods[pid as usize];
-                p.state = PodState::Running;
-                p.addr = Some(addr);
-                p.running_since = now;
-                let w = p.workload as usize;
-                self.wl[w].running += 1;
-                self.job_pod_running(pid, gen, w as u32);
-                self.rollout_poke(w as u32);
-                if was_waiting {
-                    self.gauges[si as usize].pods_waiting_ip -= 1;
-                    self.wl[w].waiting_ip -= 1;
-                }
-                // Counted in the subnet its address is in.
-                self.gauges[addr.subnet.0 as usize].pods_running += 1;
+                self.pod_running(pid, gen, addr, was_waiting, si);
             }
-            None => {
-                let k = &self.spec.kubelet;
-                if !was_waiting {
-                    self.gauges[si as usize].pods_waiting_ip += 1;
-                    self.wl[pod.workload as usize].waiting_ip += 1;
-                }
-                let p = &mut self.pods[pid as usize];
-                p.state = PodState::WaitingIp;
-                let shift = p.retries.min(20);
-                let delay = Ms(k.retry_base.0.saturating_mul(1 << shift)).min(k.retry_max);
-                p.retries += 1;
-                self.queue
-                    .schedule(now + delay, Event::PodSandbox { pod: pid, gen });
-            }
+            None => self.pod_waiting(pid, gen, was_waiting, si),
         }
+    }
+
+    /// The pod's sandbox got `addr`: it runs.
+    fn pod_running(&mut self, pid: u32, gen: u32, addr: PodAddr, was_waiting: bool, si: u32) {
+        let now = self.queue.now();
+        let p = &mut self.pods[pid as usize];
+        p.state = PodState::Running;
+        p.addr = Some(addr);
+        p.running_since = now;
+        let w = p.workload as usize;
+        self.wl[w].running += 1;
+        self.job_pod_running(pid, gen, w as u32);
+        self.rollout_poke(w as u32);
+        if was_waiting {
+            self.gauges[si as usize].pods_waiting_ip -= 1;
+            self.wl[w].waiting_ip -= 1;
+        }
+        // Counted in the subnet its address is in.
+        self.gauges[addr.subnet.0 as usize].pods_running += 1;
+    }
+
+    /// The pod's sandbox got no address: ContainerCreating, retried with
+    /// kubelet's back-off.
+    fn pod_waiting(&mut self, pid: u32, gen: u32, was_waiting: bool, si: u32) {
+        let now = self.queue.now();
+        let k = &self.spec.kubelet;
+        let w = self.pods[pid as usize].workload as usize;
+        if !was_waiting {
+            self.gauges[si as usize].pods_waiting_ip += 1;
+            self.wl[w].waiting_ip += 1;
+        }
+        let p = &mut self.pods[pid as usize];
+        p.state = PodState::WaitingIp;
+        let shift = p.retries.min(20);
+        let delay = Ms(k.retry_base.0.saturating_mul(1 << shift)).min(k.retry_max);
+        p.retries += 1;
+        self.queue
+            .schedule(now + delay, Event::PodSandbox { pod: pid, gen });
     }
 
     fn delete_pod(&mut self, pid: u32) {
@@ -1736,27 +1782,37 @@ impl Simulation {
             }
             PodState::Lost => {
                 let w = &self.spec.workloads[pod.workload as usize];
-                let (cpu, mem) = (w.cpu_millis, w.memory_mib);
+                let (cpu, mem, sgp) = (w.cpu_millis, w.memory_mib, u32::from(w.security_groups));
                 self.reindex(pod.node, |c| {
                     c.cpu_used -= cpu;
                     c.mem_used -= mem;
                     c.pods -= 1;
+                    c.branch_used -= sgp;
                 });
             }
             PodState::Creating | PodState::WaitingIp | PodState::Running => {
                 let w = &self.spec.workloads[pod.workload as usize];
-                let (cpu, mem) = (w.cpu_millis, w.memory_mib);
+                let (cpu, mem, sgp) = (w.cpu_millis, w.memory_mib, u32::from(w.security_groups));
                 self.reindex(pod.node, |c| {
                     c.cpu_used -= cpu;
                     c.mem_used -= mem;
                     c.pods -= 1;
+                    c.branch_used -= sgp;
                 });
+                if let Some(b) = pod.branch {
+                    // The branch ENI goes with the pod.
+                    self.ec2.delete_eni(b).expect("branch ENI is live");
+                    self.pods[pid as usize].branch = None;
+                }
                 let node = self.nodes[pod.node as usize].as_mut().expect("live node");
                 let si = node.subnet as usize;
                 if let Some(i) = node.pods.iter().position(|&p| p == pid) {
                     node.pods.swap_remove(i);
                 }
-                if let Some(addr) = pod.addr {
+                if let (Some(addr), Some(_)) = (pod.addr, pod.branch) {
+                    self.gauges[addr.subnet.0 as usize].pods_running -= 1;
+                    self.wl[pod.workload as usize].running -= 1;
+                } else if let Some(addr) = pod.addr {
                     let ipam = node.ipam.as_mut().expect("ipamd");
                     ipam.release_pod(now, addr, &self.spec.cni);
                     if let Some(t) = ipam.on_pod_change(now) {

@@ -316,12 +316,21 @@ impl Simulation {
         for k in 0..pods {
             let pid = self.nodes[id as usize].as_ref().expect("live").pods[k];
             let pod = &mut self.pods[pid as usize];
+            let w = pod.workload as usize;
             match pod.state {
                 PodState::Running => {
                     let a = pod.addr.take().expect("running pods have an address");
                     self.gauges[a.subnet.0 as usize].pods_running -= 1;
+                    self.wl[w].running -= 1;
+                    if let Some(b) = pod.branch.take() {
+                        // The branch ENI goes with the instance.
+                        self.ec2.delete_eni(b).expect("branch ENI is live");
+                    }
                 }
-                PodState::WaitingIp => self.gauges[si].pods_waiting_ip -= 1,
+                PodState::WaitingIp => {
+                    self.gauges[si].pods_waiting_ip -= 1;
+                    self.wl[w].waiting_ip -= 1;
+                }
                 _ => {}
             }
             self.pods[pid as usize].state = PodState::Lost;
