@@ -41,6 +41,23 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+    // scenarios/bench-large.yaml for one simulated day (the full 30 days
+    // take over a minute a run: measured with `subnetsim run`, see
+    // docs/simulation-model.md).
+    let mut g = c.benchmark_group("bench-large");
+    g.sample_size(10);
+    let text = include_str!("../scenarios/bench-large.yaml");
+    let mut sc = scenario::parse(text, Path::new("bench-large.yaml")).expect("valid");
+    sc.duration = subnetsim::time::Ms::from_secs(86_400);
+    let events = Simulation::new(&sc, 1)
+        .run(&mut |_| {})
+        .summary
+        .events_processed;
+    g.throughput(Throughput::Elements(events));
+    g.bench_function("1 day", |b| {
+        b.iter(|| Simulation::new(&sc, 1).run(&mut |_| {}))
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

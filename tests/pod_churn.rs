@@ -353,3 +353,58 @@ workloads: [{name: w, replicas: 1, security_groups: true}]
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("workloads[0].security_groups: needs vpc_cni.enable_pod_eni"));
 }
+
+#[test]
+fn bench_large_first_half_day() {
+    // scenarios/bench-large.yaml for its first 12 hours (the criterion
+    // benchmark runs a day; the month, where some peaks fail, is measured
+    // with `run`: docs/simulation-model.md). By design (its comment):
+    // about 2,000 nodes at the daily low and up to about 4,000 at the
+    // peak, in three zones; jobs arrive at 17,000 an hour and run 5-30
+    // minutes, so by Little's law 17,000 x 17.5 / 60 = 4,958 run at once
+    // (+-5%); Karpenter spreads launches over the zones (each within 5
+    // points of a third); the first afternoon peak fits, close to the edge:
+    // under 200 of each zone's 4,096 /28 blocks left.
+    let d = tempfile::tempdir().unwrap();
+    run_to(
+        &root().join("scenarios/bench-large.yaml"),
+        d.path(),
+        &["--duration", "12h"],
+    );
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["failures"]["InsufficientCidrBlocks"], 0);
+    for m in s["min_delegatable_blocks"].as_array().unwrap() {
+        let b = m["delegatable_blocks"].as_u64().unwrap();
+        assert!(b > 0 && b < 200, "{m}");
+    }
+    let peak = s["peak_nodes"].as_u64().unwrap();
+    assert!((3000..=4200).contains(&peak), "{peak}");
+    let rows = csv_rows(&d.path().join("timeseries.csv"));
+    let mut nodes: std::collections::BTreeMap<u64, u64> = Default::default();
+    for r in &rows {
+        let t = r["time_s"].parse::<f64>().unwrap() as u64;
+        *nodes.entry(t).or_default() += r["nodes"].parse::<u64>().unwrap();
+    }
+    let low = nodes.range(3600..).map(|(_, n)| *n).min().unwrap();
+    assert!((1500..=2500).contains(&low), "{low}");
+    let w = csv_rows(&d.path().join("workloads.csv"));
+    let jobs: Vec<f64> = w
+        .iter()
+        .filter(|r| r["workload"] == "ci-jobs" && r["time_s"].parse::<f64>().unwrap() >= 7200.0)
+        .map(|r| r["running"].parse().unwrap())
+        .collect();
+    let mean = jobs.iter().sum::<f64>() / jobs.len() as f64;
+    assert!((4710.0..=5210.0).contains(&mean), "{mean}");
+    let ev = csv_rows(&d.path().join("events.csv"));
+    let launched: Vec<&String> = ev
+        .iter()
+        .filter(|r| r["kind"] == "node_launched")
+        .map(|r| &r["subnet"])
+        .collect();
+    for z in ["ci-a", "ci-b", "ci-c"] {
+        let share =
+            launched.iter().filter(|s| s.as_str() == z).count() as f64 / launched.len() as f64;
+        assert!((share - 1.0 / 3.0).abs() < 0.05, "{z}: {share}");
+    }
+}

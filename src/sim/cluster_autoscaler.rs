@@ -364,13 +364,13 @@ impl Simulation {
                         continue;
                     }
                     let demand = self.node_demand(id);
-                    let others = self.ready_pool[pi]
-                        .iter()
-                        .rev()
-                        .filter(|&&(_, o)| o != id)
-                        .map(|&(_, o)| {
-                            Room::of(&self.nodes[o as usize].as_ref().expect("indexed").cap)
-                        });
+                    let others =
+                        self.ready_pool[pi]
+                            .iter()
+                            .filter(|&&(_, o)| o != id)
+                            .map(|&(_, o)| {
+                                Room::of(&self.nodes[o as usize].as_ref().expect("indexed").cap)
+                            });
                     if !reschedulable(&demand, others) {
                         continue;
                     }

@@ -101,21 +101,41 @@ pub fn plan_nodes(types: &[Room], demand: &mut [Demand], limit: u32) -> Vec<u16>
 }
 
 /// Whether every pod of `demand` fits on the `others` nodes' room
-/// (first fit over the nodes in the order given): the scheduling
-/// simulation behind consolidation and scale-down.
+/// (first fit over the nodes in the order given, least allocated first):
+/// the scheduling simulation behind consolidation and scale-down. It gives
+/// up after [`GIVE_UP`] nodes in a row that take nothing (the rest, more
+/// allocated, have less room), so a check costs a few nodes, not the
+/// cluster.
 pub fn reschedulable(demand: &[Demand], others: impl Iterator<Item = Room>) -> bool {
     let mut left: Vec<Demand> = demand.to_vec();
     if left.iter().all(|d| d.count == 0) {
         return true;
     }
+    let mut idle = 0;
     for mut room in others {
-        room.fill(&mut left);
+        if room.fill(&mut left) == 0 {
+            idle += 1;
+            if idle >= GIVE_UP {
+                return false;
+            }
+        } else {
+            idle = 0;
+        }
         if left.iter().all(|d| d.count == 0) {
             return true;
         }
     }
     false
 }
+
+/// Nodes in a row with no room after which a rescheduling check gives up.
+pub const GIVE_UP: u32 = 8;
+
+/// Candidates one consolidation pass evaluates at most (least allocated
+/// first): a bound on the simulation's cost, standing for Karpenter's
+/// single-node consolidation timeout; a documented knob of the model, not
+/// a Karpenter setting.
+pub const CANDIDATES_PER_PASS: usize = 50;
 
 /// One subnet as Karpenter's subnet provider sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -539,12 +559,12 @@ impl Simulation {
             .iter()
             .map(|&(_, id)| id)
             .filter(|&id| consolidatable(self.nodes[id as usize].as_ref().expect("indexed")))
+            .take(CANDIDATES_PER_PASS)
             .collect();
         for id in candidates {
             let demand = self.node_demand(id);
             let others = self.ready_pool[pi]
                 .iter()
-                .rev()
                 .filter(|&&(_, o)| o != id)
                 .map(|&(_, o)| Room::of(&self.nodes[o as usize].as_ref().expect("indexed").cap));
             let pods: u32 = demand.iter().map(|d| d.count).sum();

@@ -364,6 +364,14 @@ pub struct Simulation {
     /// autoscalers act on).
     pending_count: Vec<u32>,
     unschedulable: Vec<bool>,
+    /// Nodes that gained room (a pod left, the node became schedulable),
+    /// in order; and per workload, the log's length when its pods last
+    /// fitted nowhere: only nodes logged since can take one, so a pass does
+    /// not scan every node for a pod that fits none (exact: a node's room
+    /// only shrinks between its entries).
+    gained: Vec<u32>,
+    unfit: Vec<Option<usize>>,
+    cands: Vec<Vec<u32>>,
     spot: spot::SpotState,
     karpenter: karpenter::KarpenterState,
     ca: cluster_autoscaler::CaState,
@@ -449,6 +457,9 @@ impl Simulation {
             booting: vec![Vec::new(); spec.pools.len()],
             pending_count: vec![0; spec.workloads.len()],
             unschedulable: vec![false; spec.workloads.len()],
+            gained: Vec::new(),
+            unfit: vec![None; spec.workloads.len()],
+            cands: vec![Vec::new(); spec.workloads.len()],
             spot: spot::SpotState::new(&spec, &zone_indices(&spec)),
             karpenter: karpenter::KarpenterState::new(&spec),
             ca: cluster_autoscaler::CaState::new(&spec),
@@ -770,7 +781,9 @@ impl Simulation {
     pub fn run_into(mut self, sink: &mut dyn RowSink, progress: &mut dyn FnMut(Ms)) -> RunResult {
         let end = self.duration;
         let mut n = 0u64;
+        let mut peak_queue = 0usize;
         while let Some((at, ev)) = self.queue.pop_until(end) {
+            peak_queue = peak_queue.max(self.queue.len());
             self.handle(at, ev);
             let (ec2, nodes) = (&self.ec2, &self.nodes);
             self.observer
@@ -785,6 +798,7 @@ impl Simulation {
         }
         progress(end);
         let processed = self.queue.processed();
+        self.observer.set_peak_queue(peak_queue as u64);
         // The end row is taken after every event at the end time, so it
         // agrees with final-state.json.
         let pending = self.pods_pending;
@@ -1456,6 +1470,7 @@ impl Simulation {
 
     /// Adds a schedulable node to the scheduler's index.
     fn index_insert(&mut self, id: u32) {
+        self.gained.push(id);
         let node = self.nodes[id as usize].as_ref().expect("live");
         let key = (node.cap.key(), id);
         self.ready_all.insert(key);
@@ -1623,6 +1638,14 @@ impl Simulation {
     fn schedule_pending(&mut self) {
         self.schedule_queued = false;
         let policy = scheduler::policy(self.spec.scheduler.scoring);
+        let most = self.spec.scheduler.scoring == crate::cluster::spec::Scoring::MostAllocated;
+        // The log of nodes that gained room only matters while some
+        // workload remembers a failure; keep it bounded.
+        if self.gained.len() > 4 * self.nodes.len() + 4096 {
+            self.gained.clear();
+            self.unfit.fill(None);
+            self.cands.iter_mut().for_each(Vec::clear);
+        }
         for wi in 0..self.pending.len() {
             while let Some(&pid) = self.pending[wi].front() {
                 let pod = self.pods[pid as usize];
@@ -1643,13 +1666,51 @@ impl Simulation {
                         .map(|x| x.cap)
                         .unwrap_or_default()
                 };
-                match policy.choose(index, cpu, mem, sgp, &cap) {
+                let choice = match self.unfit[wi] {
+                    // Only nodes that gained room since this workload's
+                    // pods last fitted nowhere can take one now.
+                    Some(from) => {
+                        let pool = w.pool;
+                        // The nodes that could fit at the last look, and
+                        // those that gained room since; keep those that
+                        // fit now.
+                        let mut list = std::mem::take(&mut self.cands[wi]);
+                        list.extend_from_slice(&self.gained[from..]);
+                        list.sort_unstable();
+                        list.dedup();
+                        list.retain(|&n| {
+                            nodes[n as usize].as_ref().is_some_and(|x| {
+                                x.schedulable()
+                                    && pool.is_none_or(|p| p == x.pool as usize)
+                                    && x.cap.fits(cpu, mem, sgp)
+                            })
+                        });
+                        let mut best: Option<(u64, u32)> = None;
+                        for &n in &list {
+                            let k = nodes[n as usize].as_ref().expect("kept").cap.key();
+                            let better = match (best, most) {
+                                (None, _) => true,
+                                (Some((bk, bn)), false) => (k, n) < (bk, bn),
+                                (Some((bk, bn)), true) => k > bk || (k == bk && n < bn),
+                            };
+                            if better {
+                                best = Some((k, n));
+                            }
+                        }
+                        self.unfit[wi] = Some(self.gained.len());
+                        self.cands[wi] = list;
+                        best.map(|b| b.1)
+                    }
+                    None => policy.choose(index, cpu, mem, sgp, &cap),
+                };
+                match choice {
                     Some(n) => {
                         self.pending[wi].pop_front();
                         self.bind(pid, n);
                     }
                     None => {
                         // Unschedulable: what the autoscalers watch.
+                        self.unfit[wi] = Some(self.gained.len());
                         self.unschedulable[wi] = true;
                         self.karpenter_unschedulable(wi);
                         break;
@@ -1665,12 +1726,22 @@ impl Simulation {
     fn reindex<F: FnOnce(&mut Capacity)>(&mut self, n: u32, f: F) {
         let now = self.queue.now();
         let node = self.nodes[n as usize].as_mut().expect("live node");
-        let old = (node.cap.key(), n);
+        let before = node.cap;
+        let old = (before.key(), n);
         f(&mut node.cap);
         node.last_pod_event = now;
-        let new = (node.cap.key(), n);
+        let c = node.cap;
+        let new = (c.key(), n);
         let pool = node.pool;
         let schedulable = node.schedulable();
+        let roomier = c.cpu_used < before.cpu_used
+            || c.mem_used < before.mem_used
+            || c.pods < before.pods
+            || c.branch_used < before.branch_used
+            || c.branch_max > before.branch_max;
+        if schedulable && roomier {
+            self.gained.push(n);
+        }
         self.karpenter_node_changed(pool);
         self.cluster_autoscaler_node_changed(n);
         if schedulable && old != new {

@@ -245,6 +245,9 @@ pub struct Summary {
     /// Node churn over the whole run (warm-up included).
     pub node_churn: NodeChurn,
     pub events_processed: u64,
+    /// The most events waiting in the queue at once (the queue's size
+    /// decides its cost per event).
+    pub peak_queue_len: u64,
     /// Wall-clock time of the run on this machine (not reproducible;
     /// `null` with `--no-wall-clock`).
     pub wall_time_s: Option<f64>,
@@ -433,6 +436,7 @@ pub struct Observer {
     max_ready: Option<Ms>,
     peak_nodes: u32,
     node_churn: NodeChurn,
+    peak_queue: u64,
     per_node: (f64, f64),
     warmup: Ms,
     subtitle: String,
@@ -514,6 +518,7 @@ impl Observer {
             max_ready: None,
             peak_nodes: 0,
             node_churn: NodeChurn::default(),
+            peak_queue: 0,
             per_node: (0.0, 0.0),
             warmup: Ms::ZERO,
             subtitle: subtitle(spec),
@@ -713,6 +718,10 @@ impl Observer {
     }
 
     /// Addresses and prefixes per live node at the end.
+    pub fn set_peak_queue(&mut self, n: u64) {
+        self.peak_queue = n;
+    }
+
     pub fn set_node_churn(&mut self, churn: NodeChurn) {
         self.node_churn = churn;
     }
@@ -836,6 +845,7 @@ impl Observer {
                 })
                 .collect(),
             node_churn: std::mem::take(&mut self.node_churn),
+            peak_queue_len: self.peak_queue,
             peak_pods_waiting_ip: PeakWaiting {
                 pods: self.peak_waiting.0,
                 time_s: self.peak_waiting.1.as_secs_f64(),

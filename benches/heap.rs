@@ -1,0 +1,74 @@
+//! The floor a discrete-event simulation stands on: a bare binary-heap
+//! event loop (pop the earliest `(time, seq)`, push one event) at the
+//! pending-queue size `scenarios/bench-large.yaml` really has (its
+//! `summary.json` reports `peak_queue_len`: 13,737 over one simulated day).
+//! `benches/simulation.rs` measures bench-large's cost per event in the same
+//! `cargo bench` run, so the ratio is measured on one machine at one time
+//! (docs/simulation-model.md, "Performance").
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use subnetsim::engine::EventQueue;
+use subnetsim::time::Ms;
+
+/// bench-large's peak queue length.
+const QUEUE: usize = 13_737;
+const STEPS: u64 = 100_000;
+
+/// A cheap deterministic delay in milliseconds (xorshift), spread like the
+/// simulation's: most events near, some hours away.
+fn delay(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    match *x % 8 {
+        0..=4 => *x % 1_000,
+        5 | 6 => *x % 60_000,
+        _ => *x % 3_600_000,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("event loop");
+    g.throughput(Throughput::Elements(STEPS));
+    // The bare heap: (time, seq) and a 16-byte payload, as the
+    // simulation's events.
+    g.bench_function("bare binary heap, pop + push", |b| {
+        let mut heap: BinaryHeap<Reverse<(u64, u64, [u32; 4])>> = BinaryHeap::new();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut seq = 0u64;
+        for _ in 0..QUEUE {
+            heap.push(Reverse((delay(&mut x), seq, [0; 4])));
+            seq += 1;
+        }
+        b.iter(|| {
+            for _ in 0..STEPS {
+                let Reverse((t, _, ev)) = heap.pop().expect("never empty");
+                black_box(ev);
+                heap.push(Reverse((t + delay(&mut x), seq, ev)));
+                seq += 1;
+            }
+        })
+    });
+    // The engine's queue with the same load.
+    g.bench_function("engine EventQueue, pop + push", |b| {
+        let mut q: EventQueue<[u32; 4]> = EventQueue::new();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..QUEUE {
+            q.schedule(Ms(delay(&mut x)), [0; 4]);
+        }
+        b.iter(|| {
+            for _ in 0..STEPS {
+                let (t, ev) = q.pop_until(Ms::MAX).expect("never empty");
+                black_box(ev);
+                q.schedule(t + Ms(delay(&mut x)), ev);
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
