@@ -69,7 +69,7 @@ fn every_shipped_scenario_runs_and_writes_every_output() {
         // The fleet benchmark's month takes minutes in a debug build; its
         // first hours are enough here (tests/pod_churn.rs checks 12 h).
         let extra: &[&str] = if rel.ends_with("bench-large.yaml") {
-            &["--duration", "1h"]
+            &["--duration", "2h"]
         } else {
             &[]
         };
