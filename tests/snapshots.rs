@@ -326,3 +326,56 @@ fn the_shipped_snapshot_is_what_its_history_makes() {
         );
     }
 }
+
+#[test]
+fn snapshot_enis_churn_when_asked() {
+    // Two load balancer ENIs in the snapshot, `from.churn` replacing elb
+    // ENIs every 10 minutes on average: over 6 hours each is replaced
+    // about 36 times (Poisson: surely more than 10 in all), the count
+    // stays 2, and the original addresses are released.
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("enis.json"),
+        file(&[
+            eni("eni-lb1", &["10.0.0.20"], &[], None).replace(
+                "\"InterfaceType\": \"interface\"",
+                "\"InterfaceType\": \"network_load_balancer\"",
+            ),
+            eni("eni-lb2", &["10.0.0.21"], &[], None).replace(
+                "\"InterfaceType\": \"interface\"",
+                "\"InterfaceType\": \"network_load_balancer\"",
+            ),
+        ]),
+    )
+    .unwrap();
+    let f = d.path().join("s.yaml");
+    std::fs::write(
+        &f,
+        "name: churn
+duration: 6h
+subnets:
+  - name: a
+    cidr: 10.0.0.0/24
+    zone: z
+    from: {network_interfaces: enis.json, churn: [{kind: nlb, every: 10m}]}
+node_pools:
+  - {name: p, instance_type: m5.large, subnets: [a], size: 0}
+",
+    )
+    .unwrap();
+    let out = d.path().join("o");
+    run_to(&f, &out, &[]);
+    let ev = csv_rows(&out.join("events.csv"));
+    let deleted = ev
+        .iter()
+        .filter(|r| r["kind"] == "consumer_deleted")
+        .count();
+    assert!(deleted > 10, "{deleted}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("final-state.json")).unwrap()).unwrap();
+    let enis = state["NetworkInterfaces"].as_array().unwrap();
+    assert_eq!(enis.len(), 2);
+    assert!(ev
+        .iter()
+        .any(|r| r["kind"] == "consumer_deleted" && r["detail"].ends_with("at 10.0.0.20")));
+}

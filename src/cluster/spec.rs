@@ -108,6 +108,9 @@ pub struct ConsumerSpec {
     /// Each ENI is replaced (deleted, then created again wherever EC2 puts
     /// it) after an exponentially distributed time with this mean.
     pub churn_every: Option<Ms>,
+    /// The group is the snapshot's own ENIs of this kind (`from.churn`):
+    /// none is created at the start; they churn.
+    pub existing: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -326,6 +326,21 @@ pub struct RawFrom {
     /// `aws ec2 get-subnet-cidr-reservations` output.
     #[serde(default)]
     pub reservations: Option<String>,
+    /// The snapshot's own ENIs of these kinds (not adopted with a node)
+    /// churn: each is replaced after an exponentially distributed time
+    /// with mean `every`, like `consumers` with `churn_every`.
+    #[serde(default)]
+    pub churn: Vec<RawSnapshotChurn>,
+}
+
+/// `subnets[].from.churn[]`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSnapshotChurn {
+    /// An owner kind as `inspect` classifies it (`elb`, `lambda`, ...).
+    pub kind: OwnerKind,
+    /// Mean time after which each is replaced.
+    pub every: Ms,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -1183,9 +1198,26 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
                     kind: k.kind,
                     count: k.count,
                     churn_every: k.churn_every,
+                    existing: false,
                 })
             })
             .collect();
+        let mut consumers: Vec<ConsumerSpec> = consumers;
+        for (j, ch) in s.from.iter().flat_map(|f| f.churn.iter()).enumerate() {
+            if ch.every == Ms::ZERO {
+                c.err(
+                    &p.key("from").key("churn").index(j).key("every"),
+                    "more than 0",
+                );
+                continue;
+            }
+            consumers.push(ConsumerSpec {
+                kind: ch.kind,
+                count: 0,
+                churn_every: Some(ch.every),
+                existing: true,
+            });
+        }
         subnets.push(SubnetSpec {
             name: s.name.clone(),
             cidr,

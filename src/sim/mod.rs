@@ -378,6 +378,8 @@ pub struct Simulation {
     /// Per workload: replicas asked for, pods running and waiting, the
     /// HPA's memory, load bursts.
     wl: Vec<workloads::WorkloadState>,
+    /// Per subnet: the snapshot's ENIs not adopted with a node, by kind.
+    snapshot_enis: Vec<Vec<(OwnerKind, EniId)>>,
     /// ENIs taken over from snapshots and not adopted with a node, by
     /// serial: what the snapshot said of them.
     foreign: std::collections::BTreeMap<u64, observe::Foreign>,
@@ -464,6 +466,7 @@ impl Simulation {
             karpenter: karpenter::KarpenterState::new(&spec),
             ca: cluster_autoscaler::CaState::new(&spec),
             foreign: std::collections::BTreeMap::new(),
+            snapshot_enis: vec![Vec::new(); n_sub],
             wl: workloads::WorkloadState::new(&spec, seed),
             spec,
         };
@@ -523,6 +526,7 @@ impl Simulation {
                         .expect("snapshot validated");
                 }
                 if node.is_none() {
+                    self.snapshot_enis[si].push((e.kind, id));
                     self.foreign.insert(
                         self.ec2.eni(id).serial,
                         observe::Foreign {
@@ -676,6 +680,27 @@ impl Simulation {
             for gi in 0..self.spec.subnets[si].consumers.len() {
                 self.consumer_enis[si].push(VecDeque::new());
                 let c = self.spec.subnets[si].consumers[gi].clone();
+                if c.existing {
+                    // The snapshot's ENIs of this kind churn from now on.
+                    let list: Vec<EniId> = self.snapshot_enis[si]
+                        .iter()
+                        .filter(|(k, _)| *k == c.kind)
+                        .map(|&(_, e)| e)
+                        .collect();
+                    let mean = c.churn_every.expect("from.churn has a period");
+                    for e in list {
+                        self.consumer_enis[si][gi].push_back(e);
+                        let at = exp_delay(&mut self.rng.consumers, mean);
+                        self.queue.schedule(
+                            at,
+                            Event::ConsumerChurn {
+                                subnet: si as u32,
+                                group: gi as u32,
+                            },
+                        );
+                    }
+                    continue;
+                }
                 for _ in 0..c.count {
                     self.create_consumer(si as u32, gi as u32);
                     if let Some(mean) = c.churn_every {
