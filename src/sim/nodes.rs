@@ -1,0 +1,719 @@
+//! Nodes: launches by node groups and autoscalers, registration, ipamd's
+//! init and decisions, Ready, rotation and expiry, cordon, drain and
+//! termination. The handlers the dispatcher in `mod.rs` calls.
+
+use super::observe::FailedCall;
+use super::*;
+
+impl Simulation {
+    // ---- nodes ----
+
+    /// Starts the pool's next node replacement unless one is under way:
+    /// launch first; the old node goes when the new one is Ready.
+    pub(super) fn next_rotation(&mut self, pool: u32) {
+        if self.rotating[pool as usize] {
+            return;
+        }
+        while let Some(old) = self.rotation[pool as usize].pop_front() {
+            if self.nodes[old as usize].as_ref().is_some_and(|n| !n.lost) {
+                self.rotating[pool as usize] = true;
+                let itype = self.nodes[old as usize].as_ref().map_or(0, |n| n.itype);
+                let now = self.queue.now();
+                self.ask_launch(pool, old, itype, Launcher::NodeGroup, now);
+                return;
+            }
+        }
+    }
+
+    /// Asks for a node launch now (Auto Scaling groups, the Cluster
+    /// Autoscaler) or after Karpenter's launch delay.
+    pub(super) fn ask_launch(
+        &mut self,
+        pool: u32,
+        replaces: u32,
+        itype: u16,
+        by: Launcher,
+        at: Ms,
+    ) {
+        let now = self.queue.now();
+        self.ask_launch_since(pool, replaces, itype, by, at, now);
+    }
+
+    /// A launch at `at`, first asked for at `asked` (a retry keeps it).
+    pub(super) fn ask_launch_since(
+        &mut self,
+        pool: u32,
+        replaces: u32,
+        itype: u16,
+        by: Launcher,
+        at: Ms,
+        asked: Ms,
+    ) {
+        self.pool_launching[pool as usize] += 1;
+        if by == Launcher::Karpenter {
+            self.karpenter.launching[pool as usize][itype as usize] += 1;
+        }
+        // A run is at most 10 years: its seconds fit a u32.
+        let asked_s = u32::try_from(asked.as_millis() / 1000).unwrap_or(u32::MAX);
+        self.queue.schedule(
+            at,
+            Event::NodeLaunch {
+                pool,
+                replaces,
+                itype,
+                by,
+                asked_s,
+            },
+        );
+    }
+
+    /// An Auto Scaling group launches until its live and launching
+    /// instances reach its desired capacity.
+    pub(super) fn asg_fill(&mut self, pool: u32) {
+        let pi = pool as usize;
+        let have = self.pool_live[pi] + self.pool_launching[pi];
+        let by = match self.spec.pools[pi].autoscaler {
+            Autoscaler::ClusterAutoscaler => Launcher::ClusterAutoscaler,
+            _ => Launcher::NodeGroup,
+        };
+        let now = self.queue.now();
+        for _ in have..self.desired[pi] {
+            self.ask_launch(pool, NONE, 0, by, now);
+        }
+    }
+
+    /// The Auto Scaling group's choice: the subnet with the fewest of the
+    /// pool's nodes, then the most free addresses, then the first listed.
+    pub(super) fn asg_subnet(&self, pool: u32) -> u32 {
+        let p = &self.spec.pools[pool as usize];
+        let mut best: Option<(usize, u32, u32)> = None;
+        for &si in &p.subnets {
+            let count = self.pool_subnet_nodes[pool as usize][si];
+            let free = self.ec2.free_ips(SubnetId(si as u32));
+            let better = match best {
+                None => true,
+                Some((_, bc, bf)) => count < bc || (count == bc && free > bf),
+            };
+            if better {
+                best = Some((si, count, free));
+            }
+        }
+        best.expect("pools have subnets").0 as u32
+    }
+
+    pub(super) fn node_launch(
+        &mut self,
+        pool: u32,
+        replaces: u32,
+        itype: u16,
+        by: Launcher,
+        asked: Ms,
+    ) {
+        self.pool_launching[pool as usize] -= 1;
+        if by == Launcher::Karpenter {
+            self.karpenter.launching[pool as usize][itype as usize] -= 1;
+        }
+        let now = self.queue.now();
+        let pi = pool as usize;
+        // A launch for a node that is gone meanwhile is not needed.
+        if replaces != NONE && self.nodes[replaces as usize].is_none() {
+            if self.spec.pools[pi].karpenter.is_none() {
+                self.rotating[pi] = false;
+                self.next_rotation(pool);
+            }
+            return;
+        }
+        let si = match by {
+            Launcher::Karpenter => match self.karpenter_subnet(pool) {
+                Some(si) => si,
+                None => return,
+            },
+            _ => self.asg_subnet(pool),
+        };
+        let id = self.nodes.len() as u32;
+        let owner = EniOwner {
+            kind: OwnerKind::Ec2Primary,
+            instance: Some(id),
+            device_index: 0,
+        };
+        match self
+            .ec2
+            .create_eni(SubnetId(si), owner, 0, &mut self.rng.ec2)
+        {
+            Err(error) => {
+                self.fail(FailedCall {
+                    node: None,
+                    op: Ec2Op::RunInstances,
+                    subnet: si,
+                    error,
+                    requested: 1,
+                    paused: false,
+                    unit: "address",
+                });
+                self.launch_failed(pool, replaces, itype, by, asked, si);
+            }
+            Ok(primary) => {
+                self.observer
+                    .end_runs(None, Some(si), Some(Ec2Op::RunInstances));
+                let p = &self.spec.pools[pi];
+                let pt = &p.types[itype as usize];
+                let t = &pt.instance;
+                let cap = Capacity {
+                    cpu_alloc: t.allocatable_cpu_millis.unwrap_or(0),
+                    mem_alloc: t.allocatable_memory_mib.unwrap_or(0),
+                    cpu_used: 0,
+                    mem_used: 0,
+                    pods: self.spec.nodes.daemonset_pods,
+                    max_pods: pt.max_pods,
+                    branch_max: 0,
+                    branch_used: 0,
+                };
+                let capacity = match p.capacity_type {
+                    CapacityType::OnDemand => "on-demand",
+                    CapacityType::Spot => "spot",
+                };
+                let mut detail = format!(
+                    "{} {capacity} in pool {}, {}, by {}",
+                    t.name,
+                    p.name,
+                    self.ec2.addr(SubnetId(si), self.ec2.eni(primary).primary),
+                    by.name()
+                );
+                if replaces != NONE {
+                    detail.push_str(&format!(", replacing {}", node_name(replaces)));
+                }
+                let life = p.max_lifetime;
+                let expire = p.karpenter.as_ref().and_then(|k| k.expire_after);
+                self.nodes.push(Some(Node {
+                    pool,
+                    itype,
+                    subnet: si,
+                    state: NodeState::Booting,
+                    primary,
+                    ipam: None,
+                    cap,
+                    empty_counted: false,
+                    init_failures: 0,
+                    launched_at: now,
+                    pods: Vec::new(),
+                    replaces,
+                    cordoned: false,
+                    noticed: false,
+                    lost: false,
+                    spot_group: NONE,
+                    group_pos: 0,
+                    last_pod_event: now,
+                    under_since: None,
+                    trunk: None,
+                }));
+                if let Some(life) = life.or(expire) {
+                    self.queue
+                        .schedule(now + life, Event::NodeExpire { node: id });
+                }
+                self.pool_subnet_nodes[pi][si as usize] += 1;
+                self.pool_live[pi] += 1;
+                self.booting[pi].push(id);
+                let g = &mut self.gauges[si as usize];
+                g.nodes += 1;
+                g.nodes_launched += 1;
+                self.log("node_launched", Some(si), Some(id), detail);
+                let nt = &self.spec.nodes;
+                let boot = boot_time(
+                    &mut self.rng.node_boot,
+                    nt.boot_min,
+                    nt.boot_median,
+                    nt.boot_max,
+                );
+                // Karpenter deletes a node claim not registered in time;
+                // the Cluster Autoscaler gives up a node not provisioned in
+                // time (with the default boot times neither happens).
+                let limit = match self.spec.pools[pi].autoscaler {
+                    Autoscaler::Karpenter => Some(self.spec.karpenter.registration_timeout),
+                    Autoscaler::ClusterAutoscaler => {
+                        Some(self.spec.cluster_autoscaler.max_node_provision_time)
+                    }
+                    Autoscaler::None => None,
+                };
+                match limit {
+                    Some(limit) if boot > limit => self
+                        .queue
+                        .schedule(now + limit, Event::LaunchTimeout { node: id }),
+                    _ => self
+                        .queue
+                        .schedule(now + boot, Event::NodeRegistered { node: id }),
+                }
+                self.spot_on_launch(id);
+            }
+        }
+    }
+
+    /// RunInstances / CreateFleet failed for want of an address.
+    pub(super) fn launch_failed(
+        &mut self,
+        pool: u32,
+        replaces: u32,
+        itype: u16,
+        by: Launcher,
+        asked: Ms,
+        si: u32,
+    ) {
+        match by {
+            // The node claim is deleted; its pods stay Pending and are
+            // batched again.
+            Launcher::Karpenter => self.karpenter_launch_failed(si),
+            Launcher::ClusterAutoscaler if self.cluster_autoscaler_timed_out(pool, asked) => {}
+            _ => {
+                let retry = self.queue.now() + self.spec.nodes.launch_retry;
+                self.ask_launch_since(pool, replaces, itype, by, retry, asked);
+            }
+        }
+    }
+
+    /// Karpenter's liveness controller deletes the node claim (and
+    /// provisions again); the Cluster Autoscaler removes the node and
+    /// shrinks the group back.
+    pub(super) fn launch_timeout(&mut self, id: u32) {
+        let Some(node) = self.nodes[id as usize].as_ref() else {
+            return;
+        };
+        if node.lost {
+            return;
+        }
+        match self.spec.pools[node.pool as usize].autoscaler {
+            Autoscaler::Karpenter => {
+                self.terminate_node(id, "registration timeout");
+                self.karpenter_trigger();
+            }
+            _ => self.cluster_autoscaler_launch_timeout(id),
+        }
+    }
+
+    pub(super) fn node_registered(&mut self, id: u32) {
+        let now = self.queue.now();
+        if self.nodes[id as usize].as_ref().is_none_or(|n| n.lost) {
+            return;
+        }
+        let Some(node) = self.nodes[id as usize].as_mut() else {
+            return;
+        };
+        let p = &self.spec.pools[node.pool as usize];
+        let k = p
+            .subnets
+            .iter()
+            .position(|&s| s as u32 == node.subnet)
+            .expect("node subnet in pool");
+        let pt = &p.types[node.itype as usize];
+        let (mut spec, _note) = IpamSpec::for_type(
+            id,
+            &pt.instance,
+            &self.spec.cni,
+            pt.max_pods,
+            SubnetId(node.subnet),
+            SubnetId(p.pod_subnets[k] as u32),
+        );
+        if !self.spec.cni.custom_networking {
+            let (subnets, excluded) = &self.eni_subnets[node.subnet as usize];
+            spec.eni_subnets = subnets.clone();
+            spec.primary_excluded = *excluded;
+        }
+        let (pool, itype) = (node.pool, node.itype);
+        if self.branch_limit(pool, itype) > 0 {
+            // The trunk ENI takes one of the node's ENIs.
+            spec.max_enis = spec.max_enis.saturating_sub(1).max(1);
+        }
+        let node = self.nodes[id as usize].as_mut().expect("live");
+        node.state = NodeState::NotReady;
+        let si = node.subnet;
+        let primary = node.primary;
+        self.log("node_registered", Some(si), Some(id), String::new());
+        self.ipam_events.clear();
+        let (ipam, init) = NodeIpam::start(
+            spec,
+            primary,
+            now,
+            &self.spec.cni,
+            &mut self.ec2,
+            &mut self.rng.ipamd,
+            &mut self.ipam_events,
+        );
+        self.nodes[id as usize].as_mut().expect("live").ipam = Some(ipam);
+        self.after_init(id, init);
+    }
+
+    /// Schedules what ipamd's init decided: Ready at the end of init, or an
+    /// aws-node restart after kubelet's back-off.
+    pub(super) fn after_init(&mut self, id: u32, init: crate::ipamd::InitOutcome) {
+        self.flush_ipam_events(id);
+        if let Some(t) = init.next {
+            self.queue.schedule(t, Event::IpamdTick { node: id });
+        }
+        let node = self.nodes[id as usize].as_mut().expect("live");
+        let si = node.subnet;
+        if init.ok {
+            self.queue
+                .schedule(init.done_at, Event::NodeReady { node: id });
+        } else {
+            let k = &self.spec.kubelet;
+            let shift = node.init_failures.min(20);
+            let delay = Ms(k.retry_base.0.saturating_mul(1 << shift)).min(k.retry_max);
+            node.init_failures += 1;
+            self.queue
+                .schedule(self.queue.now() + delay, Event::AwsNodeRestart { node: id });
+            self.log(
+                "aws_node_init_failed",
+                Some(si),
+                Some(id),
+                format!(
+                    "no address for pods under custom networking; aws-node restarts in {delay}"
+                ),
+            );
+        }
+    }
+
+    pub(super) fn aws_node_restart(&mut self, id: u32) {
+        let now = self.queue.now();
+        let Some(node) = self.nodes[id as usize].as_mut() else {
+            return;
+        };
+        let Some(ipam) = node.ipam.as_mut() else {
+            return;
+        };
+        self.ipam_events.clear();
+        let init = ipam.init(
+            now,
+            &self.spec.cni,
+            &mut self.ec2,
+            &mut self.rng.ipamd,
+            &mut self.ipam_events,
+        );
+        self.after_init(id, init);
+    }
+
+    pub(super) fn ipamd_tick(&mut self, at: Ms, id: u32) {
+        let Some(node) = self.nodes[id as usize].as_mut() else {
+            return;
+        };
+        let Some(ipam) = node.ipam.as_mut() else {
+            return;
+        };
+        if !ipam.is_due(at) {
+            return;
+        }
+        self.ipam_events.clear();
+        let next = ipam.tick(
+            at,
+            &self.spec.cni,
+            &mut self.ec2,
+            &mut self.rng.ipamd,
+            &mut self.ipam_events,
+        );
+        if let Some(t) = next {
+            self.queue.schedule(t, Event::IpamdTick { node: id });
+        }
+        self.flush_ipam_events(id);
+    }
+
+    /// Logs what ipamd did and keeps the node's empty-pool gauge current.
+    pub(super) fn flush_ipam_events(&mut self, id: u32) {
+        if !self.ipam_events.is_empty() {
+            let events = std::mem::take(&mut self.ipam_events);
+            for e in &events {
+                self.log_ipam(id, e);
+            }
+            self.ipam_events = events;
+        }
+        self.update_empty_gauge(id);
+    }
+
+    /// `nodes_ready_empty_pool`: a Ready node whose pool holds no address.
+    pub(super) fn update_empty_gauge(&mut self, id: u32) {
+        let Some(node) = self.nodes[id as usize].as_mut() else {
+            return;
+        };
+        let empty =
+            node.state == NodeState::Ready && node.ipam.as_ref().is_some_and(NodeIpam::pool_empty);
+        if empty != node.empty_counted {
+            node.empty_counted = empty;
+            let g = &mut self.gauges[node.subnet as usize];
+            if empty {
+                g.nodes_ready_empty_pool += 1;
+            } else {
+                g.nodes_ready_empty_pool -= 1;
+            }
+        }
+    }
+
+    pub(super) fn log_ipam(&mut self, node: u32, e: &IpamEvent) {
+        let unit = if self.spec.cni.prefix_delegation {
+            "prefix"
+        } else {
+            "address"
+        };
+        match *e {
+            IpamEvent::EniCreated {
+                subnet,
+                serial,
+                cidrs,
+                ..
+            } => {
+                self.observer.end_runs(Some(node), None, None);
+                self.log(
+                    "eni_created",
+                    Some(subnet.0),
+                    Some(node),
+                    format!("{} with {cidrs} {unit}(es)", eni_name(serial)),
+                );
+            }
+            IpamEvent::CidrsAssigned { eni, subnet, cidrs } => {
+                self.observer.end_runs(Some(node), None, None);
+                let serial = self.ec2.eni(eni).serial;
+                self.log(
+                    "cidrs_assigned",
+                    Some(subnet.0),
+                    Some(node),
+                    format!("{cidrs} {unit}(es) on {}", eni_name(serial)),
+                );
+            }
+            IpamEvent::CidrsReleased { eni, subnet, cidrs } => {
+                let serial = self.ec2.eni(eni).serial;
+                self.log(
+                    "cidrs_released",
+                    Some(subnet.0),
+                    Some(node),
+                    format!("{cidrs} {unit}(es) from {}", eni_name(serial)),
+                );
+            }
+            IpamEvent::EniDeleted { subnet, serial } => {
+                self.log("eni_deleted", Some(subnet.0), Some(node), eni_name(serial));
+            }
+            IpamEvent::AllocFailed {
+                op,
+                subnet,
+                error,
+                requested,
+                paused,
+            } => self.fail(FailedCall {
+                node: Some(node),
+                op,
+                subnet: subnet.0,
+                error,
+                requested,
+                paused,
+                unit,
+            }),
+        }
+    }
+
+    pub(super) fn node_expire(&mut self, id: u32) {
+        let Some(node) = self.nodes[id as usize].as_ref() else {
+            return;
+        };
+        if node.lost || node.cordoned {
+            return;
+        }
+        let (pool, si) = (node.pool, node.subnet);
+        if self.spec.pools[pool as usize].karpenter.is_some() {
+            // Karpenter v1 expiration is forceful: the node claim is deleted
+            // at once (no budget, no replacement first); its pods go Pending
+            // and are provisioned for.
+            self.log(
+                "node_expired",
+                Some(si),
+                Some(id),
+                "expireAfter reached".into(),
+            );
+            self.terminate_node(id, "expired");
+        } else {
+            self.log(
+                "node_expired",
+                Some(si),
+                Some(id),
+                "max_lifetime reached".into(),
+            );
+            self.rotation[pool as usize].push_back(id);
+            self.next_rotation(pool);
+        }
+    }
+
+    pub(super) fn node_ready(&mut self, id: u32) {
+        let Some(node) = self.nodes[id as usize].as_mut() else {
+            return;
+        };
+        if node.state != NodeState::NotReady || node.lost {
+            return;
+        }
+        node.state = NodeState::Ready;
+        let now = self.queue.now();
+        node.last_pod_event = now;
+        self.observer.node_ready(node.launched_at, now);
+        let node = self.nodes[id as usize].as_ref().expect("live");
+        let (pool, si) = (node.pool, node.subnet);
+        let schedulable = node.schedulable();
+        let empty = node.ipam.as_ref().is_some_and(NodeIpam::pool_empty);
+        self.gauges[si as usize].nodes_ready += 1;
+        self.booting_remove(id, pool);
+        if schedulable {
+            self.index_insert(id);
+        }
+        self.attach_trunk(id);
+        self.log(
+            "node_ready",
+            Some(si),
+            Some(id),
+            if empty {
+                "pool empty: pods bound here wait for an address".to_string()
+            } else {
+                String::new()
+            },
+        );
+        self.update_empty_gauge(id);
+        self.karpenter_node_changed(pool);
+        self.cluster_autoscaler_node_changed(id);
+        let old = std::mem::replace(
+            &mut self.nodes[id as usize].as_mut().expect("live").replaces,
+            NONE,
+        );
+        if old != NONE {
+            if self.spec.pools[pool as usize].karpenter.is_some() {
+                self.terminate_node(old, "consolidation");
+            } else {
+                self.terminate_node(old, "rotation");
+                self.rotating[pool as usize] = false;
+                self.next_rotation(pool);
+            }
+        }
+        self.queue_schedule();
+    }
+
+    /// The node is no longer launched-but-not-Ready.
+    pub(super) fn booting_remove(&mut self, id: u32, pool: u32) {
+        let list = &mut self.booting[pool as usize];
+        if let Some(k) = list.iter().position(|&n| n == id) {
+            list.swap_remove(k);
+        }
+    }
+
+    /// Adds a schedulable node to the scheduler's index.
+    pub(super) fn index_insert(&mut self, id: u32) {
+        self.gained.push(id);
+        let node = self.nodes[id as usize].as_ref().expect("live");
+        let key = (node.cap.key(), id);
+        self.ready_all.insert(key);
+        self.ready_pool[node.pool as usize].insert(key);
+    }
+
+    pub(super) fn index_remove(&mut self, id: u32) {
+        let node = self.nodes[id as usize].as_ref().expect("live");
+        let key = (node.cap.key(), id);
+        self.ready_all.remove(&key);
+        self.ready_pool[node.pool as usize].remove(&key);
+    }
+
+    /// Cordons a node (a taint): no new pods; counted as disrupting.
+    pub(super) fn cordon(&mut self, id: u32) {
+        let Some(node) = self.nodes[id as usize].as_ref() else {
+            return;
+        };
+        if node.cordoned {
+            return;
+        }
+        if node.schedulable() {
+            self.index_remove(id);
+        }
+        let node = self.nodes[id as usize].as_mut().expect("live");
+        node.cordoned = true;
+        self.gauges[node.subnet as usize].nodes_cordoned += 1;
+        self.pool_cordoned[node.pool as usize] += 1;
+    }
+
+    /// Evicts every pod of a node (a drain): each workload recreates its
+    /// pod, Pending.
+    pub(super) fn drain(&mut self, id: u32) -> usize {
+        let Some(node) = self.nodes[id as usize].as_mut() else {
+            return 0;
+        };
+        let evicted = std::mem::take(&mut node.pods);
+        for &pid in &evicted {
+            let w = self.pods[pid as usize].workload;
+            self.delete_pod(pid);
+            self.new_pod(w);
+        }
+        let n = evicted.len();
+        // Keep the allocation (the list is empty now).
+        if let Some(node) = self.nodes[id as usize].as_mut() {
+            let mut v = evicted;
+            v.clear();
+            node.pods = v;
+        }
+        self.queue_schedule();
+        n
+    }
+
+    /// Drains a node (cordon, then evict every pod: its workload recreates
+    /// it, Pending) and terminates it: every ENI, address and prefix
+    /// returns to the subnets. `reason` goes to `node_terminated`.
+    pub(super) fn terminate_node(&mut self, id: u32, reason: &'static str) {
+        let Some(node) = self.nodes[id as usize].as_ref() else {
+            return;
+        };
+        if node.lost {
+            return;
+        }
+        self.cordon(id);
+        self.observer.end_runs(Some(id), None, None);
+        let evicted = self.drain(id);
+        let node = self.nodes[id as usize].as_mut().expect("live");
+        if node.state == NodeState::Ready {
+            node.state = NodeState::NotReady;
+            self.gauges[node.subnet as usize].nodes_ready -= 1;
+        }
+        self.update_empty_gauge(id);
+        let enis = self.release_instance(id);
+        let node = self.nodes[id as usize].take().expect("live node");
+        self.log(
+            "node_terminated",
+            Some(node.subnet),
+            Some(id),
+            format!("{reason}: {evicted} pods evicted, {enis} ENIs released"),
+        );
+        self.queue_schedule();
+    }
+
+    /// The instance goes: its ENIs, addresses and prefixes return to the
+    /// subnets and it leaves every count (the Node object may stay, see
+    /// [`Self::spot_deadline`]). Returns the ENIs released.
+    pub(super) fn release_instance(&mut self, id: u32) -> usize {
+        let node = self.nodes[id as usize].as_mut().expect("live node");
+        let trunk = node.trunk.take();
+        if let Some(t) = trunk {
+            self.ec2.delete_eni(t).expect("trunk ENI is live");
+        }
+        let node = self.nodes[id as usize].as_mut().expect("live node");
+        let enis = usize::from(trunk.is_some())
+            + match node.ipam.take() {
+                Some(ipam) => ipam.teardown(&mut self.ec2).len(),
+                None => {
+                    self.ec2
+                        .delete_eni(node.primary)
+                        .expect("primary ENI is live");
+                    1
+                }
+            };
+        let (pool, si) = (node.pool as usize, node.subnet as usize);
+        if node.cordoned {
+            node.cordoned = false;
+            self.gauges[si].nodes_cordoned -= 1;
+            self.pool_cordoned[pool] -= 1;
+        }
+        let g = &mut self.gauges[si];
+        g.nodes -= 1;
+        g.nodes_terminated += 1;
+        self.pool_subnet_nodes[pool][si] -= 1;
+        self.pool_live[pool] -= 1;
+        self.booting_remove(id, pool as u32);
+        self.spot_on_gone(id);
+        self.cluster_autoscaler_node_gone(id);
+        self.karpenter_node_changed(pool as u32);
+        enis
+    }
+}

@@ -1,0 +1,324 @@
+//! Pods: creation, kube-scheduler's passes, binding, sandboxes (an
+//! address from ipamd, or a branch ENI), and deletion.
+
+use super::*;
+
+impl Simulation {
+    // ---- pods ----
+
+    pub(super) fn queue_schedule(&mut self) {
+        if !self.schedule_queued && self.pods_pending > 0 {
+            self.schedule_queued = true;
+            self.queue.schedule(self.queue.now(), Event::Schedule);
+        }
+    }
+
+    pub(super) fn new_pod(&mut self, workload: u32) -> u32 {
+        let pod = Pod {
+            workload,
+            old: false,
+            running_since: Ms::ZERO,
+            branch: None,
+            state: PodState::Pending,
+            node: u32::MAX,
+            addr: None,
+            retries: 0,
+            gen: 0,
+        };
+        let id = match self.free_pods.pop() {
+            Some(id) => {
+                let gen = self.pods[id as usize].gen + 1;
+                self.pods[id as usize] = Pod { gen, ..pod };
+                id
+            }
+            None => {
+                self.pods.push(pod);
+                self.pods.len() as u32 - 1
+            }
+        };
+        self.pending[workload as usize].push_back(id);
+        self.pods_pending += 1;
+        self.pending_count[workload as usize] += 1;
+        let gen = self.pods[id as usize].gen;
+        self.workload_pods[workload as usize].push_back((id, gen));
+        id
+    }
+
+    /// One kube-scheduler pass: per workload, bind pending pods in order
+    /// until one fits nowhere (the rest of that workload, with the same
+    /// requests and selector, would not fit either).
+    pub(super) fn schedule_pending(&mut self) {
+        self.schedule_queued = false;
+        let policy = scheduler::policy(self.spec.scheduler.scoring);
+        let most = self.spec.scheduler.scoring == crate::cluster::spec::Scoring::MostAllocated;
+        // The log of nodes that gained room only matters while some
+        // workload remembers a failure; keep it bounded.
+        if self.gained.len() > 4 * self.nodes.len() + 4096 {
+            self.gained.clear();
+            self.unfit.fill(None);
+            self.cands.iter_mut().for_each(Vec::clear);
+        }
+        for wi in 0..self.pending.len() {
+            while let Some(&pid) = self.pending[wi].front() {
+                let pod = self.pods[pid as usize];
+                if pod.state != PodState::Pending || pod.workload as usize != wi {
+                    self.pending[wi].pop_front(); // deleted while pending
+                    continue;
+                }
+                let w = &self.spec.workloads[wi];
+                let (cpu, mem, sgp) = (w.cpu_millis, w.memory_mib, w.security_groups);
+                let index = match w.pool {
+                    Some(p) => &self.ready_pool[p],
+                    None => &self.ready_all,
+                };
+                let nodes = &self.nodes;
+                let cap = |n: u32| {
+                    nodes[n as usize]
+                        .as_ref()
+                        .map(|x| x.cap)
+                        .unwrap_or_default()
+                };
+                let choice = match self.unfit[wi] {
+                    // Only nodes that gained room since this workload's
+                    // pods last fitted nowhere can take one now.
+                    Some(from) => {
+                        let pool = w.pool;
+                        // The nodes that could fit at the last look, and
+                        // those that gained room since; keep those that
+                        // fit now.
+                        let mut list = std::mem::take(&mut self.cands[wi]);
+                        list.extend_from_slice(&self.gained[from..]);
+                        list.sort_unstable();
+                        list.dedup();
+                        list.retain(|&n| {
+                            nodes[n as usize].as_ref().is_some_and(|x| {
+                                x.schedulable()
+                                    && pool.is_none_or(|p| p == x.pool as usize)
+                                    && x.cap.fits(cpu, mem, sgp)
+                            })
+                        });
+                        let mut best: Option<(u64, u32)> = None;
+                        for &n in &list {
+                            let k = nodes[n as usize].as_ref().expect("kept").cap.key();
+                            let better = match (best, most) {
+                                (None, _) => true,
+                                (Some((bk, bn)), false) => (k, n) < (bk, bn),
+                                (Some((bk, bn)), true) => k > bk || (k == bk && n < bn),
+                            };
+                            if better {
+                                best = Some((k, n));
+                            }
+                        }
+                        self.unfit[wi] = Some(self.gained.len());
+                        self.cands[wi] = list;
+                        best.map(|b| b.1)
+                    }
+                    None => policy.choose(index, cpu, mem, sgp, &cap),
+                };
+                match choice {
+                    Some(n) => {
+                        self.pending[wi].pop_front();
+                        self.bind(pid, n);
+                    }
+                    None => {
+                        // Unschedulable: what the autoscalers watch.
+                        self.unfit[wi] = Some(self.gained.len());
+                        self.unschedulable[wi] = true;
+                        self.karpenter_unschedulable(wi);
+                        break;
+                    }
+                }
+            }
+            if self.pending[wi].is_empty() {
+                self.unschedulable[wi] = false;
+            }
+        }
+    }
+
+    pub(super) fn reindex<F: FnOnce(&mut Capacity)>(&mut self, n: u32, f: F) {
+        let now = self.queue.now();
+        let node = self.nodes[n as usize].as_mut().expect("live node");
+        let before = node.cap;
+        let old = (before.key(), n);
+        f(&mut node.cap);
+        node.last_pod_event = now;
+        let c = node.cap;
+        let new = (c.key(), n);
+        let pool = node.pool;
+        let schedulable = node.schedulable();
+        let roomier = c.cpu_used < before.cpu_used
+            || c.mem_used < before.mem_used
+            || c.pods < before.pods
+            || c.branch_used < before.branch_used
+            || c.branch_max > before.branch_max;
+        if schedulable && roomier {
+            self.gained.push(n);
+        }
+        self.karpenter_node_changed(pool);
+        self.cluster_autoscaler_node_changed(n);
+        if schedulable && old != new {
+            let pool = pool as usize;
+            self.ready_all.remove(&old);
+            self.ready_all.insert(new);
+            self.ready_pool[pool].remove(&old);
+            self.ready_pool[pool].insert(new);
+        }
+    }
+
+    pub(super) fn bind(&mut self, pid: u32, n: u32) {
+        let w = &self.spec.workloads[self.pods[pid as usize].workload as usize];
+        let (cpu, mem, sgp) = (w.cpu_millis, w.memory_mib, u32::from(w.security_groups));
+        self.reindex(n, |c| {
+            c.cpu_used += cpu;
+            c.mem_used += mem;
+            c.pods += 1;
+            c.branch_used += sgp;
+        });
+        self.nodes[n as usize]
+            .as_mut()
+            .expect("live node")
+            .pods
+            .push(pid);
+        let pod = &mut self.pods[pid as usize];
+        pod.state = PodState::Creating;
+        pod.node = n;
+        self.pods_pending -= 1;
+        self.pending_count[pod.workload as usize] -= 1;
+        let gen = pod.gen;
+        self.queue
+            .schedule(self.queue.now(), Event::PodSandbox { pod: pid, gen });
+    }
+
+    pub(super) fn pod_sandbox(&mut self, pid: u32, gen: u32) {
+        let now = self.queue.now();
+        let pod = self.pods[pid as usize];
+        if pod.gen != gen || !matches!(pod.state, PodState::Creating | PodState::WaitingIp) {
+            return;
+        }
+        let was_waiting = pod.state == PodState::WaitingIp;
+        if self.spec.workloads[pod.workload as usize].security_groups {
+            self.branch_sandbox(pid, gen, was_waiting);
+            return;
+        }
+        let node = self.nodes[pod.node as usize]
+            .as_mut()
+            .expect("bound to a live node");
+        let si = node.subnet;
+        let ipam = node.ipam.as_mut().expect("Ready nodes run ipamd");
+        match ipam.assign_pod(now, &mut self.rng.ipamd) {
+            Some(addr) => {
+                if let Some(t) = ipam.on_pod_change(now) {
+                    self.queue.schedule(t, Event::IpamdTick { node: pod.node });
+                }
+                self.pod_running(pid, gen, addr, was_waiting, si);
+            }
+            None => self.pod_waiting(pid, gen, was_waiting, si),
+        }
+    }
+
+    /// The pod's sandbox got `addr`: it runs.
+    pub(super) fn pod_running(
+        &mut self,
+        pid: u32,
+        gen: u32,
+        addr: PodAddr,
+        was_waiting: bool,
+        si: u32,
+    ) {
+        let now = self.queue.now();
+        let p = &mut self.pods[pid as usize];
+        p.state = PodState::Running;
+        p.addr = Some(addr);
+        p.running_since = now;
+        let w = p.workload as usize;
+        self.wl[w].running += 1;
+        self.job_pod_running(pid, gen, w as u32);
+        self.rollout_poke(w as u32);
+        if was_waiting {
+            self.gauges[si as usize].pods_waiting_ip -= 1;
+            self.wl[w].waiting_ip -= 1;
+        }
+        // Counted in the subnet its address is in.
+        self.gauges[addr.subnet.0 as usize].pods_running += 1;
+    }
+
+    /// The pod's sandbox got no address: ContainerCreating, retried with
+    /// kubelet's back-off.
+    pub(super) fn pod_waiting(&mut self, pid: u32, gen: u32, was_waiting: bool, si: u32) {
+        let now = self.queue.now();
+        let k = &self.spec.kubelet;
+        let w = self.pods[pid as usize].workload as usize;
+        if !was_waiting {
+            self.gauges[si as usize].pods_waiting_ip += 1;
+            self.wl[w].waiting_ip += 1;
+        }
+        let p = &mut self.pods[pid as usize];
+        p.state = PodState::WaitingIp;
+        let shift = p.retries.min(20);
+        let delay = Ms(k.retry_base.0.saturating_mul(1 << shift)).min(k.retry_max);
+        p.retries += 1;
+        self.queue
+            .schedule(now + delay, Event::PodSandbox { pod: pid, gen });
+    }
+
+    pub(super) fn delete_pod(&mut self, pid: u32) {
+        let now = self.queue.now();
+        let pod = self.pods[pid as usize];
+        match pod.state {
+            PodState::Free => return,
+            PodState::Pending => {
+                self.pods_pending -= 1;
+                self.pending_count[pod.workload as usize] -= 1;
+            }
+            PodState::Lost => {
+                let w = &self.spec.workloads[pod.workload as usize];
+                let (cpu, mem, sgp) = (w.cpu_millis, w.memory_mib, u32::from(w.security_groups));
+                self.reindex(pod.node, |c| {
+                    c.cpu_used -= cpu;
+                    c.mem_used -= mem;
+                    c.pods -= 1;
+                    c.branch_used -= sgp;
+                });
+            }
+            PodState::Creating | PodState::WaitingIp | PodState::Running => {
+                let w = &self.spec.workloads[pod.workload as usize];
+                let (cpu, mem, sgp) = (w.cpu_millis, w.memory_mib, u32::from(w.security_groups));
+                self.reindex(pod.node, |c| {
+                    c.cpu_used -= cpu;
+                    c.mem_used -= mem;
+                    c.pods -= 1;
+                    c.branch_used -= sgp;
+                });
+                if let Some(b) = pod.branch {
+                    // The branch ENI goes with the pod.
+                    self.ec2.delete_eni(b).expect("branch ENI is live");
+                    self.pods[pid as usize].branch = None;
+                }
+                let node = self.nodes[pod.node as usize].as_mut().expect("live node");
+                let si = node.subnet as usize;
+                if let Some(i) = node.pods.iter().position(|&p| p == pid) {
+                    node.pods.swap_remove(i);
+                }
+                if let (Some(addr), Some(_)) = (pod.addr, pod.branch) {
+                    self.gauges[addr.subnet.0 as usize].pods_running -= 1;
+                    self.wl[pod.workload as usize].running -= 1;
+                } else if let Some(addr) = pod.addr {
+                    let ipam = node.ipam.as_mut().expect("ipamd");
+                    ipam.release_pod(now, addr, &self.spec.cni);
+                    if let Some(t) = ipam.on_pod_change(now) {
+                        self.queue.schedule(t, Event::IpamdTick { node: pod.node });
+                    }
+                    self.gauges[addr.subnet.0 as usize].pods_running -= 1;
+                    self.wl[pod.workload as usize].running -= 1;
+                } else if pod.state == PodState::WaitingIp {
+                    self.gauges[si].pods_waiting_ip -= 1;
+                    self.wl[pod.workload as usize].waiting_ip -= 1;
+                }
+            }
+        }
+        self.pods[pid as usize].state = PodState::Free;
+        self.free_pods.push(pid);
+        self.rollout_poke(pod.workload);
+        self.queue_schedule();
+    }
+}
