@@ -703,6 +703,65 @@ workloads:
     }
 
     #[test]
+    fn a_failed_replacement_uncordons_the_candidate() {
+        // As the replacement test, but with every free address of the
+        // subnet taken before the replacement launches: CreateFleet fails,
+        // Karpenter abandons the command and the 2xlarge is schedulable
+        // again with its 3 pods.
+        let yaml = "name: replace
+duration: 1h
+subnets:
+  - {name: a, cidr: 10.0.0.0/24, zone: z}
+node_pools:
+  - name: k
+    autoscaler: karpenter
+    instance_types: [m5.large, m5.2xlarge]
+    subnets: [a]
+    karpenter:
+      prices: {m5.large: 0.096, m5.2xlarge: 0.384}
+      consolidate_after: 1m
+workloads:
+  - {name: w, replicas: 10, cpu: 500m}
+";
+        let sc = crate::scenario::parse(yaml, std::path::Path::new("t.yaml")).unwrap();
+        let mut sim = Simulation::new(&sc, 1);
+        let mut sink = VecSink::default();
+        sim.run_until(Ms::from_secs(600), &mut sink);
+        let running: Vec<u32> = (0..sim.pods.len() as u32)
+            .filter(|&p| sim.pods[p as usize].state == PodState::Running)
+            .collect();
+        for &p in &running[..7] {
+            sim.delete_pod(p);
+        }
+        let owner = crate::addr::ec2::EniOwner {
+            kind: crate::addr::ec2::OwnerKind::Lambda,
+            instance: None,
+            device_index: 0,
+        };
+        while sim
+            .ec2
+            .create_eni(SubnetId(0), owner.clone(), 0, &mut sim.rng.ec2)
+            .is_ok()
+        {}
+        sim.run_until(Ms::from_secs(700), &mut sink);
+        let kinds: Vec<&str> = sink
+            .events
+            .iter()
+            .filter(|e| e.time >= Ms::from_secs(600))
+            .map(|e| e.kind)
+            .collect();
+        assert!(kinds.contains(&"consolidation"), "{kinds:?}");
+        assert!(
+            kinds.contains(&"InsufficientFreeAddressesInSubnet")
+                || sim.gauges[0].insufficient_free_addresses > 0
+        );
+        let node = sim.nodes.iter().flatten().next().expect("the 2xlarge");
+        assert_eq!(node.itype, 1);
+        assert!(!node.cordoned, "uncordoned after the failed replacement");
+        assert_eq!(sim.gauges[0].nodes_cordoned, 0);
+    }
+
+    #[test]
     fn cheapest_type_that_takes_the_batch() {
         // m5.large-like and m5.xlarge-like, cheapest first.
         let types = [room(1930, 7000, 27), room(3920, 14000, 56)];

@@ -126,7 +126,12 @@ impl Simulation {
         let si = match by {
             Launcher::Karpenter => match self.karpenter_subnet(pool) {
                 Some(si) => si,
-                None => return,
+                None => {
+                    if replaces != NONE {
+                        self.uncordon(replaces);
+                    }
+                    return;
+                }
             },
             _ => self.asg_subnet(pool),
         };
@@ -259,8 +264,14 @@ impl Simulation {
     ) {
         match by {
             // The node claim is deleted; its pods stay Pending and are
-            // batched again.
-            Launcher::Karpenter => self.karpenter_launch_failed(si),
+            // batched again. A consolidation replacement that fails
+            // abandons the command: the candidate is uncordoned.
+            Launcher::Karpenter => {
+                if replaces != NONE {
+                    self.uncordon(replaces);
+                }
+                self.karpenter_launch_failed(si)
+            }
             Launcher::ClusterAutoscaler if self.cluster_autoscaler_timed_out(pool, asked) => {}
             _ => {
                 let retry = self.queue.now() + self.spec.nodes.launch_retry;
@@ -624,6 +635,27 @@ impl Simulation {
         node.cordoned = true;
         self.gauges[node.subnet as usize].nodes_cordoned += 1;
         self.pool_cordoned[node.pool as usize] += 1;
+    }
+
+    /// Lifts a cordon (a disruption abandoned).
+    pub(super) fn uncordon(&mut self, id: u32) {
+        let Some(node) = self.nodes[id as usize].as_mut() else {
+            return;
+        };
+        if !node.cordoned || node.noticed || node.lost {
+            return;
+        }
+        node.cordoned = false;
+        self.gauges[node.subnet as usize].nodes_cordoned -= 1;
+        self.pool_cordoned[node.pool as usize] -= 1;
+        if self.nodes[id as usize]
+            .as_ref()
+            .expect("live")
+            .schedulable()
+        {
+            self.index_insert(id);
+        }
+        self.queue_schedule();
     }
 
     /// Evicts every pod of a node (a drain): each workload recreates its
