@@ -375,6 +375,11 @@ pub struct Simulation {
     gained: Vec<u32>,
     unfit: Vec<Option<usize>>,
     cands: Vec<Vec<u32>>,
+    /// Scratch for the above: a reused list, and a stamp per node so each
+    /// is looked at once per pass without sorting.
+    cands_buf: Vec<u32>,
+    mark: Vec<u32>,
+    mark_epoch: u32,
     spot: spot::SpotState,
     karpenter: karpenter::KarpenterState,
     ca: cluster_autoscaler::CaState,
@@ -465,6 +470,9 @@ impl Simulation {
             gained: Vec::new(),
             unfit: vec![None; spec.workloads.len()],
             cands: vec![Vec::new(); spec.workloads.len()],
+            cands_buf: Vec::new(),
+            mark: Vec::new(),
+            mark_epoch: 0,
             spot: spot::SpotState::new(&spec, &zone_indices(&spec)),
             karpenter: karpenter::KarpenterState::new(&spec),
             ca: cluster_autoscaler::CaState::new(&spec),

@@ -86,20 +86,36 @@ impl Simulation {
                         // The nodes that could fit at the last look, and
                         // those that gained room since; keep those that
                         // fit now.
-                        let mut list = std::mem::take(&mut self.cands[wi]);
-                        list.extend_from_slice(&self.gained[from..]);
-                        list.sort_unstable();
-                        list.dedup();
-                        list.retain(|&n| {
-                            nodes[n as usize].as_ref().is_some_and(|x| {
-                                x.schedulable()
-                                    && pool.is_none_or(|p| p == x.pool as usize)
-                                    && x.cap.fits(cpu, mem, sgp)
-                            })
-                        });
+                        let old = std::mem::take(&mut self.cands[wi]);
+                        let mut list = std::mem::take(&mut self.cands_buf);
+                        list.clear();
+                        self.mark_epoch = self.mark_epoch.wrapping_add(1);
+                        if self.mark_epoch == 0 {
+                            self.mark.fill(0);
+                            self.mark_epoch = 1;
+                        }
+                        if self.mark.len() < nodes.len() {
+                            self.mark.resize(nodes.len(), 0);
+                        }
+                        let (mark, epoch) = (&mut self.mark, self.mark_epoch);
                         let mut best: Option<(u64, u32)> = None;
-                        for &n in &list {
-                            let k = nodes[n as usize].as_ref().expect("kept").cap.key();
+                        for &n in old.iter().chain(&self.gained[from..]) {
+                            // Each node once (a stamp instead of a sort).
+                            if mark[n as usize] == epoch {
+                                continue;
+                            }
+                            mark[n as usize] = epoch;
+                            let Some(x) = nodes[n as usize].as_ref() else {
+                                continue;
+                            };
+                            if !x.schedulable()
+                                || pool.is_some_and(|p| p != x.pool as usize)
+                                || !x.cap.fits(cpu, mem, sgp)
+                            {
+                                continue;
+                            }
+                            list.push(n);
+                            let k = x.cap.key();
                             let better = match (best, most) {
                                 (None, _) => true,
                                 (Some((bk, bn)), false) => (k, n) < (bk, bn),
@@ -109,6 +125,7 @@ impl Simulation {
                                 best = Some((k, n));
                             }
                         }
+                        self.cands_buf = old;
                         self.unfit[wi] = Some(self.gained.len());
                         self.cands[wi] = list;
                         best.map(|b| b.1)
