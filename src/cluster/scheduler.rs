@@ -22,6 +22,21 @@ pub struct Capacity {
 }
 
 impl Capacity {
+    /// A fresh node of this type: nothing requested, the DaemonSet pods
+    /// counted, no branch ENIs advertised yet.
+    pub fn fresh(t: &crate::catalog::InstanceType, max_pods: u32, daemonset_pods: u32) -> Self {
+        Capacity {
+            cpu_alloc: t.allocatable_cpu_millis.unwrap_or(0),
+            mem_alloc: t.allocatable_memory_mib.unwrap_or(0),
+            cpu_used: 0,
+            mem_used: 0,
+            pods: daemonset_pods,
+            max_pods,
+            branch_max: 0,
+            branch_used: 0,
+        }
+    }
+
     /// Allocation score: requested CPU and memory fractions, in per-mille,
     /// summed (the `NodeResourcesFit` score with equal weights).
     pub fn key(&self) -> u64 {

@@ -1460,20 +1460,7 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
         let mem = parse_memory(&w.memory)
             .map_err(|m| c.err(&p.key("memory"), m))
             .ok();
-        let pool = match &w.node_pool {
-            None => Some(None),
-            Some(n) => match pool_names.iter().position(|x| x == n) {
-                Some(ix) => Some(Some(ix)),
-                None => {
-                    let near = nearest_names(n, pool_names.iter().map(String::as_str), 3);
-                    c.err(
-                        &p.key("node_pool"),
-                        format!("no node pool named `{n}`; {}", one_of(&near)),
-                    );
-                    None
-                }
-            },
-        };
+        let pool = node_pool(w.node_pool.as_deref(), &pool_names, &p, c);
         if w.replicas > MAX_REPLICAS {
             c.err(
                 &p.key("replicas"),
@@ -1595,6 +1582,30 @@ fn resolve_rollout(r: &RawRollout, p: &Path, c: &mut Checker) -> Option<RolloutS
     })
 }
 
+/// A workload's or job's `node_pool`: `Some(None)` for any pool,
+/// `Some(Some(i))` for pool `i`, `None` (reported) for an unknown name.
+fn node_pool(
+    name: Option<&str>,
+    pool_names: &[String],
+    p: &Path,
+    c: &mut Checker,
+) -> Option<Option<usize>> {
+    let Some(n) = name else {
+        return Some(None);
+    };
+    match pool_names.iter().position(|x| x == n) {
+        Some(ix) => Some(Some(ix)),
+        None => {
+            let near = nearest_names(n, pool_names.iter().map(String::as_str), 3);
+            c.err(
+                &p.key("node_pool"),
+                format!("no node pool named `{n}`; {}", one_of(&near)),
+            );
+            None
+        }
+    }
+}
+
 /// `jobs[]` into workloads with a job template.
 fn resolve_jobs(
     raw: &RawScenario,
@@ -1627,19 +1638,7 @@ fn resolve_jobs(
         let mem = parse_memory(&j.memory)
             .map_err(|m| c.err(&p.key("memory"), m))
             .ok();
-        let pool = match &j.node_pool {
-            None => Some(None),
-            Some(n) => match pool_names.iter().position(|x| x == n) {
-                Some(ix) => Some(Some(ix)),
-                None => {
-                    c.err(
-                        &p.key("node_pool"),
-                        format!("no node pool named `{n}`; {}", one_of(pool_names)),
-                    );
-                    None
-                }
-            },
-        };
+        let pool = node_pool(j.node_pool.as_deref(), pool_names, &p, c);
         let arrivals = match (&j.schedule, j.every, j.per_hour) {
             (Some(s), None, None) => parse_cron(s).map_err(|m| c.err(&p.key("schedule"), m)).ok(),
             (None, Some(e), None) if e > Ms::ZERO => Some(Arrivals::Every(e)),

@@ -163,16 +163,7 @@ impl Simulation {
                 let p = &self.spec.pools[pi];
                 let pt = &p.types[itype as usize];
                 let t = &pt.instance;
-                let cap = Capacity {
-                    cpu_alloc: t.allocatable_cpu_millis.unwrap_or(0),
-                    mem_alloc: t.allocatable_memory_mib.unwrap_or(0),
-                    cpu_used: 0,
-                    mem_used: 0,
-                    pods: self.spec.nodes.daemonset_pods,
-                    max_pods: pt.max_pods,
-                    branch_max: 0,
-                    branch_used: 0,
-                };
+                let cap = Capacity::fresh(t, pt.max_pods, self.spec.nodes.daemonset_pods);
                 let capacity = match p.capacity_type {
                     CapacityType::OnDemand => "on-demand",
                     CapacityType::Spot => "spot",

@@ -278,6 +278,18 @@ impl Simulation {
             .schedule(now + delay, Event::PodSandbox { pod: pid, gen });
     }
 
+    /// A pod of workload `w` leaves node `n`: its requests are returned.
+    fn unbind(&mut self, n: u32, w: u32) {
+        let w = &self.spec.workloads[w as usize];
+        let (cpu, mem, sgp) = (w.cpu_millis, w.memory_mib, u32::from(w.security_groups));
+        self.reindex(n, |c| {
+            c.cpu_used -= cpu;
+            c.mem_used -= mem;
+            c.pods -= 1;
+            c.branch_used -= sgp;
+        });
+    }
+
     pub(super) fn delete_pod(&mut self, pid: u32) {
         let now = self.queue.now();
         let pod = self.pods[pid as usize];
@@ -287,25 +299,9 @@ impl Simulation {
                 self.pods_pending -= 1;
                 self.pending_count[pod.workload as usize] -= 1;
             }
-            PodState::Lost => {
-                let w = &self.spec.workloads[pod.workload as usize];
-                let (cpu, mem, sgp) = (w.cpu_millis, w.memory_mib, u32::from(w.security_groups));
-                self.reindex(pod.node, |c| {
-                    c.cpu_used -= cpu;
-                    c.mem_used -= mem;
-                    c.pods -= 1;
-                    c.branch_used -= sgp;
-                });
-            }
+            PodState::Lost => self.unbind(pod.node, pod.workload),
             PodState::Creating | PodState::WaitingIp | PodState::Running => {
-                let w = &self.spec.workloads[pod.workload as usize];
-                let (cpu, mem, sgp) = (w.cpu_millis, w.memory_mib, u32::from(w.security_groups));
-                self.reindex(pod.node, |c| {
-                    c.cpu_used -= cpu;
-                    c.mem_used -= mem;
-                    c.pods -= 1;
-                    c.branch_used -= sgp;
-                });
+                self.unbind(pod.node, pod.workload);
                 if let Some(b) = pod.branch {
                     // The branch ENI goes with the pod.
                     self.ec2.delete_eni(b).expect("branch ENI is live");
