@@ -288,6 +288,13 @@ fn adoption_takes_nodes_by_rule_and_keeps_the_rest_static() {
     let adopted: Vec<_> = ev.iter().filter(|r| r["kind"] == "node_adopted").collect();
     assert_eq!(adopted.len(), 1);
     assert!(adopted[0]["detail"].starts_with("i-a "));
+    // By description prefix: only i-a has a CNI ENI (aws-K8S-...).
+    let (d, o) = with_snapshot(&enis, "    adopt: {description_prefix: aws-K8S-}\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ev = csv_rows(&d.path().join("o/events.csv"));
+    let adopted: Vec<_> = ev.iter().filter(|r| r["kind"] == "node_adopted").collect();
+    assert_eq!(adopted.len(), 1);
+    assert!(adopted[0]["detail"].starts_with("i-a "));
     // An unknown instance, and a malformed tag rule, are refused.
     let (_d, o) = with_snapshot(&enis, "    adopt: {instances: [i-zz]}\n");
     assert_eq!(o.status.code(), Some(2));

@@ -479,6 +479,10 @@ pub struct RawAdopt {
     /// `eks:nodegroup-name=general`, `karpenter.sh/nodepool=default`).
     #[serde(default)]
     pub tag: Option<String>,
+    /// Only instances one of whose ENIs' description starts with this
+    /// (e.g. `aws-K8S-`, the CNI's ENIs).
+    #[serde(default)]
+    pub description_prefix: Option<String>,
     /// Pods running on each adopted node; default: estimated from its
     /// prefixes (or secondary addresses) and the warm targets.
     #[serde(default)]
@@ -1912,16 +1916,23 @@ fn resolve_adoption(
                 continue;
             }
         };
+        let prefix = a.description_prefix.as_deref();
         let has_tag = |id: &str| {
-            let Some((k, v)) = &tag else { return true };
             let mut all = primaries.get(id).into_iter().copied().collect::<Vec<_>>();
             all.extend(others.get(id).into_iter().flatten().copied());
-            all.iter().any(|&(s, e)| {
-                subnets[s].snapshot.as_ref().expect("loaded").enis[e]
-                    .tags
+            let eni =
+                |&(s, e): &(usize, usize)| &subnets[s].snapshot.as_ref().expect("loaded").enis[e];
+            let tag_ok = match &tag {
+                None => true,
+                Some((k, v)) => all
                     .iter()
-                    .any(|(a, b)| a == k && b == v)
-            })
+                    .any(|x| eni(x).tags.iter().any(|(a, b)| a == k && b == v)),
+            };
+            let desc_ok = match prefix {
+                None => true,
+                Some(p) => all.iter().any(|x| eni(x).description.starts_with(p)),
+            };
+            tag_ok && desc_ok
         };
         let mut chosen: Vec<String> = Vec::new();
         match &a.instances {
