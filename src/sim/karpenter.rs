@@ -355,7 +355,7 @@ impl Simulation {
             }
         }
         let p = &self.spec.pools[pi];
-        let have = self.pool_live[pi] + self.pool_launching[pi];
+        let have = self.pool_live(pi) + self.pool_launching[pi];
         let limit = p.max_size.saturating_sub(have);
         let plan = plan_nodes(&types, &mut demand, limit);
         let unplaced: u32 = demand.iter().map(|d| d.count).sum();

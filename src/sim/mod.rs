@@ -353,10 +353,8 @@ pub struct Simulation {
     eni_subnets: Vec<(EniSubnets, bool)>,
     /// Per subnet: its zone's index.
     zone_of: Vec<u32>,
-    /// Per pool: live instances (launched, not yet terminated or vanished),
-    /// launches asked for and not yet made, the Auto Scaling group's
+    /// Per pool: launches asked for and not yet made, the Auto Scaling group's
     /// desired capacity, and cordoned nodes.
-    pool_live: Vec<u32>,
     pool_launching: Vec<u32>,
     desired: Vec<u32>,
     pool_cordoned: Vec<u32>,
@@ -460,7 +458,6 @@ impl Simulation {
             ipam_events: Vec::new(),
             eni_subnets: (0..n_sub).map(|i| eni_subnets_for(&spec, i)).collect(),
             zone_of: zone_indices(&spec),
-            pool_live: vec![0; spec.pools.len()],
             pool_launching: vec![0; spec.pools.len()],
             desired: spec.pools.iter().map(|p| p.size).collect(),
             pool_cordoned: vec![0; spec.pools.len()],
@@ -612,6 +609,11 @@ impl Simulation {
         }
         let now = self.queue.now();
         self.observer.failure(now, f);
+    }
+
+    /// A pool's live instances (launched, not yet terminated or vanished).
+    fn pool_live(&self, pi: usize) -> u32 {
+        self.pool_subnet_nodes[pi].iter().sum()
     }
 
     /// Runs to the scenario's duration, dropping the rows (benchmarks).

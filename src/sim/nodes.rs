@@ -71,7 +71,7 @@ impl Simulation {
     /// instances reach its desired capacity.
     pub(super) fn asg_fill(&mut self, pool: u32) {
         let pi = pool as usize;
-        let have = self.pool_live[pi] + self.pool_launching[pi];
+        let have = self.pool_live(pi) + self.pool_launching[pi];
         let by = match self.spec.pools[pi].autoscaler {
             Autoscaler::ClusterAutoscaler => Launcher::ClusterAutoscaler,
             _ => Launcher::NodeGroup,
@@ -207,7 +207,6 @@ impl Simulation {
                         .schedule(now + life, Event::NodeExpire { node: id });
                 }
                 self.pool_subnet_nodes[pi][si as usize] += 1;
-                self.pool_live[pi] += 1;
                 self.booting[pi].push(id);
                 let g = &mut self.gauges[si as usize];
                 g.nodes += 1;
@@ -683,14 +682,8 @@ impl Simulation {
             return;
         }
         self.cordon(id);
-        self.observer.end_runs(Some(id), None, None);
         let evicted = self.drain(id);
-        let node = self.nodes[id as usize].as_mut().expect("live");
-        if node.state == NodeState::Ready {
-            node.state = NodeState::NotReady;
-            self.gauges[node.subnet as usize].nodes_ready -= 1;
-        }
-        self.update_empty_gauge(id);
+        self.leave_ready(id);
         let enis = self.release_instance(id);
         let node = self.nodes[id as usize].take().expect("live node");
         self.log(
@@ -700,6 +693,19 @@ impl Simulation {
             format!("{reason}: {evicted} pods evicted, {enis} ENIs released"),
         );
         self.queue_schedule();
+    }
+
+    /// The node is no longer Ready (it is going): out of the Ready and
+    /// empty-pool counts, its open failure runs written. The caller has
+    /// taken it out of the scheduler's index.
+    pub(super) fn leave_ready(&mut self, id: u32) {
+        self.observer.end_runs(Some(id), None, None);
+        let node = self.nodes[id as usize].as_mut().expect("live");
+        if node.state == NodeState::Ready {
+            node.state = NodeState::NotReady;
+            self.gauges[node.subnet as usize].nodes_ready -= 1;
+        }
+        self.update_empty_gauge(id);
     }
 
     /// The instance goes: its ENIs, addresses and prefixes return to the
@@ -732,7 +738,6 @@ impl Simulation {
         g.nodes -= 1;
         g.nodes_terminated += 1;
         self.pool_subnet_nodes[pool][si] -= 1;
-        self.pool_live[pool] -= 1;
         self.booting_remove(id, pool as u32);
         self.spot_on_gone(id);
         self.cluster_autoscaler_node_gone(id);

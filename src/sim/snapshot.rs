@@ -151,7 +151,6 @@ impl Simulation {
                 .schedule(now + life, Event::NodeExpire { node: id });
         }
         self.pool_subnet_nodes[pi][si] += 1;
-        self.pool_live[pi] += 1;
         if self.spec.pools[pi].autoscaler != Autoscaler::Karpenter {
             self.desired[pi] += 1;
         }

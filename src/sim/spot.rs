@@ -6,7 +6,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Event, NodeState, PodState, Simulation, NONE};
+use super::{Event, PodState, Simulation, NONE};
 use crate::cluster::autoscaling::{Autoscaler, SpotHandler, SpotSpec};
 use crate::cluster::spec::ClusterSpec;
 use crate::time::Ms;
@@ -303,15 +303,9 @@ impl Simulation {
         {
             self.index_remove(id);
         }
-        let node = self.nodes[id as usize].as_mut().expect("live");
-        let si = node.subnet as usize;
-        if node.state == NodeState::Ready {
-            node.state = NodeState::NotReady;
-            self.gauges[si].nodes_ready -= 1;
-        }
-        self.update_empty_gauge(id);
-        self.observer.end_runs(Some(id), None, None);
+        self.leave_ready(id);
         let node = self.nodes[id as usize].as_ref().expect("live");
+        let si = node.subnet as usize;
         let pods = node.pods.len();
         for k in 0..pods {
             let pid = self.nodes[id as usize].as_ref().expect("live").pods[k];
