@@ -248,7 +248,7 @@ impl Simulation {
     /// A job arrives: its pods are created; the next arrival is drawn.
     pub(super) fn job_arrival(&mut self, w: u32) {
         let wi = w as usize;
-        let j = self.spec.workloads[wi].job.clone().expect("job");
+        let j = self.spec.workloads[wi].job.as_ref().expect("job");
         let now = self.queue.now();
         let next = match &j.arrivals {
             Arrivals::Every(e) => now + *e,
@@ -258,8 +258,9 @@ impl Simulation {
         if next < self.duration {
             self.queue.schedule(next, Event::JobArrival { workload: w });
         }
-        self.wl[wi].replicas += j.parallelism;
-        for _ in 0..j.parallelism {
+        let parallelism = j.parallelism;
+        self.wl[wi].replicas += parallelism;
+        for _ in 0..parallelism {
             self.new_pod(w);
         }
         self.queue_schedule();
