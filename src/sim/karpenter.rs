@@ -3,6 +3,8 @@
 //! consolidation. Decisions are pure functions tested without the engine;
 //! docs/node-churn-model.md gives the sources.
 
+use std::collections::{BTreeSet, VecDeque};
+
 use super::{Event, Launcher, Simulation, NONE};
 use crate::addr::SubnetId;
 use crate::cluster::autoscaling::{Autoscaler, ConsolidationPolicy, SubnetPolicy};
@@ -216,6 +218,16 @@ pub struct KarpenterState {
     /// later (`Cluster.ConsolidationState`).
     changed: Vec<bool>,
     wake_at: Vec<Ms>,
+    /// Per pool with `consolidate_after`: every `last_pod_event` set, as
+    /// (time, node), in time order; an entry is stale once its node's
+    /// `last_pod_event` moved on. Entries leave when `consolidate_after`
+    /// has passed, so the log holds that long a window of pod events.
+    recent: Vec<VecDeque<(Ms, u32)>>,
+    /// Per pool: the schedulable nodes whose last pod event is at least
+    /// `consolidate_after` ago (consolidatable), as (index key, node): the
+    /// disruption pass's candidates, in the index's order, without a scan
+    /// of every node.
+    ripe: Vec<BTreeSet<(u64, u32)>>,
 }
 
 /// Karpenter considers consolidating at least this often even when
@@ -247,6 +259,8 @@ impl KarpenterState {
             launching: spec.pools.iter().map(|p| vec![0; p.types.len()]).collect(),
             changed: vec![true; spec.pools.len()],
             wake_at: vec![Ms::ZERO; spec.pools.len()],
+            recent: vec![VecDeque::new(); spec.pools.len()],
+            ripe: vec![BTreeSet::new(); spec.pools.len()],
         }
     }
 }
@@ -484,6 +498,75 @@ impl Simulation {
         self.karpenter.changed[pool as usize] = true;
     }
 
+    /// Node `id`'s `last_pod_event` was just set to now (its index key was
+    /// `old_key`): it is no longer consolidatable, and becomes so again
+    /// `consolidate_after` from now.
+    pub(super) fn karpenter_touch(&mut self, id: u32, old_key: u64) {
+        let now = self.queue.now();
+        let node = self.nodes[id as usize].as_mut().expect("live");
+        debug_assert_eq!(node.last_pod_event, now);
+        let pi = node.pool as usize;
+        if node.ripe {
+            node.ripe = false;
+            self.karpenter.ripe[pi].remove(&(old_key, id));
+        }
+        if self.spec.pools[pi]
+            .karpenter
+            .as_ref()
+            .is_some_and(|k| k.consolidate_after.is_some())
+        {
+            self.karpenter.recent[pi].push_back((now, id));
+        }
+    }
+
+    /// Node `id` entered (`true`) or left the scheduler's index under
+    /// `key`: so it does the consolidatable set.
+    pub(super) fn karpenter_indexed(&mut self, id: u32, key: u64, entered: bool) {
+        let node = self.nodes[id as usize].as_ref().expect("live");
+        if node.ripe {
+            let set = &mut self.karpenter.ripe[node.pool as usize];
+            if entered {
+                set.insert((key, id));
+            } else {
+                set.remove(&(key, id));
+            }
+        }
+    }
+
+    /// Nodes whose last pod event is `after` ago by `now` become
+    /// consolidatable; returns when the next schedulable one does (the
+    /// oldest live entry left), if any.
+    fn karpenter_ripen(&mut self, pi: usize, now: Ms, after: Ms) -> Option<Ms> {
+        let log = &mut self.karpenter.recent[pi];
+        while let Some(&(t, id)) = log.front() {
+            let live = self.nodes[id as usize]
+                .as_mut()
+                .filter(|n| n.pool as usize == pi && n.last_pod_event == t);
+            match live {
+                // Stale: the node has a later entry, or is gone; or a
+                // duplicate entry of a node already ripe.
+                None => {}
+                Some(n) if t + after <= now && n.ripe => {}
+                Some(n) if t + after <= now => {
+                    n.ripe = true;
+                    if n.schedulable() {
+                        self.karpenter.ripe[pi].insert((n.cap.key(), id));
+                    }
+                }
+                Some(_) => break,
+            }
+            log.pop_front();
+        }
+        log.iter()
+            .filter(|&&(t, id)| {
+                self.nodes[id as usize].as_ref().is_some_and(|n| {
+                    n.pool as usize == pi && n.last_pod_event == t && n.schedulable()
+                })
+            })
+            .map(|&(t, _)| t + after)
+            .next()
+    }
+
     /// The disruption controller's pass: empty nodes first (all the budget
     /// allows), else one underutilized node deleted or replaced by a
     /// cheaper one.
@@ -506,27 +589,48 @@ impl Simulation {
         let pi = pool as usize;
         let kp = self.spec.pools[pi]
             .karpenter
-            .clone()
+            .as_ref()
             .expect("karpenter pool");
         let Some(after) = kp.consolidate_after else {
             return;
         };
+        let (budget, when_empty) = (
+            kp.budget,
+            kp.consolidation_policy == ConsolidationPolicy::WhenEmpty,
+        );
+        let next_ripe = self.karpenter_ripen(pi, now, after);
+        #[cfg(debug_assertions)]
+        {
+            // The set and the wake-up agree with a scan of every node.
+            let this: &Simulation = self;
+            let scan = |ripe: bool| {
+                this.ready_pool[pi].iter().copied().filter(move |&(_, id)| {
+                    let n = this.nodes[id as usize].as_ref().expect("indexed");
+                    (now >= n.last_pod_event + after) == ripe
+                })
+            };
+            debug_assert!(scan(true).eq(this.karpenter.ripe[pi].iter().copied()));
+            let first = scan(false)
+                .map(|(_, id)| this.nodes[id as usize].as_ref().expect("indexed"))
+                .map(|n| n.last_pod_event + after)
+                .min();
+            debug_assert_eq!(first, next_ripe);
+        }
         let disrupting = self.pool_cordoned[pi];
         let nodes = self.ready_pool[pi].len() as u32 + disrupting;
-        let allowed = kp.budget.allowed(nodes).saturating_sub(disrupting);
+        let allowed = budget.allowed(nodes).saturating_sub(disrupting);
         if allowed == 0 {
             return; // looks again next pass
         }
         let daemons = self.spec.nodes.daemonset_pods;
-        let consolidatable = |n: &super::Node| now >= n.last_pod_event + after;
         // Emptiness: empty nodes sort first in the index (allocation 0).
         let mut empty = Vec::new();
-        for &(key, id) in &self.ready_pool[pi] {
+        for &(key, id) in &self.karpenter.ripe[pi] {
             if key > 0 || empty.len() as u32 >= allowed {
                 break;
             }
             let n = self.nodes[id as usize].as_ref().expect("indexed");
-            if n.cap.pods == daemons && consolidatable(n) {
+            if n.cap.pods == daemons {
                 empty.push(id);
             }
         }
@@ -543,22 +647,18 @@ impl Simulation {
         // Consolidated for now: look again when the next node becomes
         // consolidatable, or in 5 minutes.
         let mut wake = now + CONSOLIDATION_RECHECK;
-        for &(_, id) in &self.ready_pool[pi] {
-            let n = self.nodes[id as usize].as_ref().expect("indexed");
-            if !consolidatable(n) {
-                wake = wake.min(n.last_pod_event + after);
-            }
+        if let Some(t) = next_ripe {
+            wake = wake.min(t);
         }
         self.karpenter.wake_at[pi] = wake;
-        if kp.consolidation_policy == ConsolidationPolicy::WhenEmpty {
+        if when_empty {
             self.karpenter.changed[pi] = false;
             return;
         }
         // Single-node consolidation, least allocated candidates first.
-        let candidates: Vec<u32> = self.ready_pool[pi]
+        let candidates: Vec<u32> = self.karpenter.ripe[pi]
             .iter()
             .map(|&(_, id)| id)
-            .filter(|&id| consolidatable(self.nodes[id as usize].as_ref().expect("indexed")))
             .take(CANDIDATES_PER_PASS)
             .collect();
         for id in candidates {

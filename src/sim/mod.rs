@@ -243,6 +243,9 @@ struct Node {
     /// When a pod last bound to or left this node (Karpenter's
     /// `consolidateAfter` counts from here).
     last_pod_event: Ms,
+    /// Karpenter: `consolidate_after` has passed since `last_pod_event`
+    /// (set when the pass sees it; see `KarpenterState::ripe`).
+    ripe: bool,
     /// Cluster Autoscaler: since when the node is under the utilization
     /// threshold.
     under_since: Option<Ms>,

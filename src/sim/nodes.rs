@@ -199,9 +199,11 @@ impl Simulation {
                     spot_group: NONE,
                     group_pos: 0,
                     last_pod_event: now,
+                    ripe: false,
                     under_since: None,
                     trunk: None,
                 }));
+                self.karpenter_touch(id, 0);
                 if let Some(life) = life.or(expire) {
                     self.queue
                         .schedule(now + life, Event::NodeExpire { node: id });
@@ -546,7 +548,9 @@ impl Simulation {
         node.state = NodeState::Ready;
         let now = self.queue.now();
         node.last_pod_event = now;
+        let key = node.cap.key();
         self.observer.node_ready(node.launched_at, now);
+        self.karpenter_touch(id, key);
         let node = self.nodes[id as usize].as_ref().expect("live");
         let (pool, si) = (node.pool, node.subnet);
         let schedulable = node.schedulable();
@@ -601,6 +605,7 @@ impl Simulation {
         let key = (node.cap.key(), id);
         self.ready_all.insert(key);
         self.ready_pool[node.pool as usize].insert(key);
+        self.karpenter_indexed(id, key.0, true);
     }
 
     pub(super) fn index_remove(&mut self, id: u32) {
@@ -608,6 +613,7 @@ impl Simulation {
         let key = (node.cap.key(), id);
         self.ready_all.remove(&key);
         self.ready_pool[node.pool as usize].remove(&key);
+        self.karpenter_indexed(id, key.0, false);
     }
 
     /// Cordons a node (a taint): no new pods; counted as disrupting.

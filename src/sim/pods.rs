@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// Fitting nodes above which a workload's scheduling memo is dropped for
+/// the index (see `schedule_pending`).
+const MEMO_MAX: usize = 16;
+
 impl Simulation {
     // ---- pods ----
 
@@ -126,8 +130,16 @@ impl Simulation {
                             }
                         }
                         self.cands_buf = old;
-                        self.unfit[wi] = Some(self.gained.len());
-                        self.cands[wi] = list;
+                        if list.len() > MEMO_MAX {
+                            // Room on many nodes again: the index finds a
+                            // fit at once, where the list would be scanned
+                            // whole for every pod. Both give the same node.
+                            self.unfit[wi] = None;
+                            self.cands_buf = list;
+                        } else {
+                            self.unfit[wi] = Some(self.gained.len());
+                            self.cands[wi] = list;
+                        }
                         best.map(|b| b.1)
                     }
                     None => policy.choose(index, cpu, mem, sgp, &cap),
@@ -163,6 +175,7 @@ impl Simulation {
         let new = (c.key(), n);
         let pool = node.pool;
         let schedulable = node.schedulable();
+        self.karpenter_touch(n, old.0);
         let roomier = c.cpu_used < before.cpu_used
             || c.mem_used < before.mem_used
             || c.pods < before.pods

@@ -140,9 +140,11 @@ impl Simulation {
             spot_group: NONE,
             group_pos: 0,
             last_pod_event: now,
+            ripe: false,
             under_since: None,
             trunk: None,
         }));
+        self.karpenter_touch(id, 0);
         if let Some(t) = next {
             self.queue.schedule(t, Event::IpamdTick { node: id });
         }
