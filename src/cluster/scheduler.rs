@@ -2,9 +2,138 @@
 //! Ready nodes ordered by allocation, so binding a pod does not scan every
 //! node (docs/sources.md §6: `NodeResourcesFit`, LeastAllocated by default).
 
-use std::collections::BTreeSet;
-
 use super::spec::Scoring;
+
+/// Index keys below this have a bucket each; larger keys (only possible
+/// for a node with no allocatable CPU or memory, or over-committed) share
+/// the last one.
+const BUCKETS: usize = 2048;
+
+/// The scheduler's index of Ready nodes: `(key, node)` pairs in ascending
+/// order, as a `BTreeSet<(u64, u32)>` would hold them, but bucketed by key
+/// (a key is at most 2000 per-mille for a node within its allocatable), so
+/// moving a node to a new key is two short sorted-vector edits instead of
+/// two tree walks, and an empty bucket costs a bit, not a visit.
+#[derive(Clone, Debug)]
+pub struct ReadyIndex {
+    buckets: Vec<Vec<(u64, u32)>>,
+    /// Bit b: bucket b is not empty.
+    nonempty: [u64; BUCKETS / 64],
+    len: usize,
+}
+
+impl Default for ReadyIndex {
+    fn default() -> Self {
+        ReadyIndex {
+            buckets: vec![Vec::new(); BUCKETS],
+            nonempty: [0; BUCKETS / 64],
+            len: 0,
+        }
+    }
+}
+
+impl ReadyIndex {
+    fn bucket(key: u64) -> usize {
+        usize::try_from(key).map_or(BUCKETS - 1, |k| k.min(BUCKETS - 1))
+    }
+
+    /// Adds `(key, node)`; false if it was there.
+    pub fn insert(&mut self, e: (u64, u32)) -> bool {
+        let b = Self::bucket(e.0);
+        let v = &mut self.buckets[b];
+        match v.binary_search(&e) {
+            Ok(_) => false,
+            Err(i) => {
+                v.insert(i, e);
+                self.nonempty[b / 64] |= 1 << (b % 64);
+                self.len += 1;
+                true
+            }
+        }
+    }
+
+    /// Removes `(key, node)`; false if it was not there.
+    pub fn remove(&mut self, e: &(u64, u32)) -> bool {
+        let b = Self::bucket(e.0);
+        let v = &mut self.buckets[b];
+        match v.binary_search(e) {
+            Ok(i) => {
+                v.remove(i);
+                if v.is_empty() {
+                    self.nonempty[b / 64] &= !(1 << (b % 64));
+                }
+                self.len -= 1;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Ascending `(key, node)`.
+    pub fn iter(&self) -> impl Iterator<Item = &(u64, u32)> + '_ {
+        self.nonempty
+            .iter()
+            .enumerate()
+            .flat_map(|(w, &bits)| Bits(bits).map(move |b| w * 64 + b))
+            .flat_map(|b| self.buckets[b].iter())
+    }
+
+    /// Descending `(key, node)`.
+    pub fn iter_rev(&self) -> impl Iterator<Item = &(u64, u32)> + '_ {
+        self.nonempty
+            .iter()
+            .enumerate()
+            .rev()
+            .flat_map(|(w, &bits)| BitsRev(bits).map(move |b| w * 64 + b))
+            .flat_map(|b| self.buckets[b].iter().rev())
+    }
+}
+
+impl FromIterator<(u64, u32)> for ReadyIndex {
+    fn from_iter<I: IntoIterator<Item = (u64, u32)>>(it: I) -> Self {
+        let mut x = ReadyIndex::default();
+        for e in it {
+            x.insert(e);
+        }
+        x
+    }
+}
+
+/// The set bits of a word, lowest first.
+struct Bits(u64);
+
+impl Iterator for Bits {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        (self.0 != 0).then(|| {
+            let b = self.0.trailing_zeros() as usize;
+            self.0 &= self.0 - 1;
+            b
+        })
+    }
+}
+
+/// The set bits of a word, highest first.
+struct BitsRev(u64);
+
+impl Iterator for BitsRev {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        (self.0 != 0).then(|| {
+            let b = 63 - self.0.leading_zeros() as usize;
+            self.0 &= !(1 << b);
+            b
+        })
+    }
+}
 
 /// A node's schedulable capacity and use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,7 +188,7 @@ pub trait Placement {
     /// `(key, node)`; `cap` gives a node's capacity.
     fn choose(
         &self,
-        index: &BTreeSet<(u64, u32)>,
+        index: &ReadyIndex,
         cpu: u64,
         mem: u64,
         branch: bool,
@@ -76,7 +205,7 @@ pub struct MostAllocated;
 impl Placement for LeastAllocated {
     fn choose(
         &self,
-        index: &BTreeSet<(u64, u32)>,
+        index: &ReadyIndex,
         cpu: u64,
         mem: u64,
         branch: bool,
@@ -92,7 +221,7 @@ impl Placement for LeastAllocated {
 impl Placement for MostAllocated {
     fn choose(
         &self,
-        index: &BTreeSet<(u64, u32)>,
+        index: &ReadyIndex,
         cpu: u64,
         mem: u64,
         branch: bool,
@@ -100,7 +229,7 @@ impl Placement for MostAllocated {
     ) -> Option<u32> {
         // Highest key first; among equal keys, lowest node id.
         let mut best: Option<(u64, u32)> = None;
-        for &(k, n) in index.iter().rev() {
+        for &(k, n) in index.iter_rev() {
             if let Some((bk, _)) = best {
                 if k < bk {
                     break;
@@ -125,6 +254,30 @@ pub fn policy(s: Scoring) -> &'static dyn Placement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The index holds and orders what a `BTreeSet` would, forwards and
+        /// backwards, through any mix of inserts and removals (keys past
+        /// the last bucket included).
+        #[test]
+        fn index_is_a_sorted_set(
+            ops in proptest::collection::vec((proptest::bool::ANY, 0u64..2200, 0u32..50), 0..300),
+        ) {
+            let mut index = ReadyIndex::default();
+            let mut set = std::collections::BTreeSet::new();
+            for (add, k, n) in ops {
+                let k = if k >= 2100 { u64::MAX - k } else { k };
+                if add {
+                    proptest::prop_assert_eq!(index.insert((k, n)), set.insert((k, n)));
+                } else {
+                    proptest::prop_assert_eq!(index.remove(&(k, n)), set.remove(&(k, n)));
+                }
+                proptest::prop_assert_eq!(index.len(), set.len());
+            }
+            proptest::prop_assert!(index.iter().eq(set.iter()));
+            proptest::prop_assert!(index.iter_rev().eq(set.iter().rev()));
+        }
+    }
 
     #[test]
     fn least_spreads_most_packs() {
@@ -160,7 +313,7 @@ mod tests {
                 branch_used: 0,
             },
         ];
-        let index: BTreeSet<(u64, u32)> = caps
+        let index: ReadyIndex = caps
             .iter()
             .enumerate()
             .map(|(i, c)| (c.key(), i as u32))

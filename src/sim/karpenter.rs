@@ -661,15 +661,54 @@ impl Simulation {
             .map(|&(_, id)| id)
             .take(CANDIDATES_PER_PASS)
             .collect();
-        for id in candidates {
-            let demand = self.node_demand(id);
-            let others = self.ready_pool[pi]
-                .iter()
-                .filter(|&&(_, o)| o != id)
-                .map(|&(_, o)| Room::of(&self.nodes[o as usize].as_ref().expect("indexed").cap));
-            let pods: u32 = demand.iter().map(|d| d.count).sum();
-            if reschedulable(&demand, others) {
-                let si = self.nodes[id as usize].as_ref().map(|n| n.subnet);
+        // The other nodes' room in index order, read once per pass as far
+        // as any candidate looks (nothing changes between candidates).
+        let verdict = {
+            let mut order = self.ready_pool[pi].iter();
+            let mut rooms: Vec<(u32, Room)> = Vec::new();
+            let mut verdict = None;
+            for id in candidates {
+                let demand = self.node_demand(id);
+                let mut k = 0;
+                let nodes = &self.nodes;
+                let others = std::iter::from_fn(|| loop {
+                    if k == rooms.len() {
+                        let &(_, o) = order.next()?;
+                        let cap = &nodes[o as usize].as_ref().expect("indexed").cap;
+                        rooms.push((o, Room::of(cap)));
+                    }
+                    let (o, room) = rooms[k];
+                    k += 1;
+                    if o != id {
+                        return Some(room);
+                    }
+                });
+                if reschedulable(&demand, others) {
+                    let pods: u32 = demand.iter().map(|d| d.count).sum();
+                    verdict = Some((id, Err(pods)));
+                    break;
+                }
+                // Replace: a cheaper type (earlier in the pool's list) that
+                // takes all its pods.
+                let cur = self.nodes[id as usize].as_ref().expect("live").itype as usize;
+                let cheaper = (0..cur).find(|&k| {
+                    let mut room = self.type_room(&self.spec.pools[pi].types[k]);
+                    let mut d = demand.clone();
+                    room.fill(&mut d);
+                    d.iter().all(|x| x.count == 0)
+                });
+                if let Some(k) = cheaper {
+                    verdict = Some((id, Ok((cur, k))));
+                    break;
+                }
+            }
+            verdict
+        };
+        let si = verdict.and_then(|(id, _)| self.nodes[id as usize].as_ref().map(|n| n.subnet));
+        match verdict {
+            None => {}
+            // Its pods fit on the other nodes: deleted.
+            Some((id, Err(pods))) => {
                 self.gauges[si.expect("live") as usize].consolidations += 1;
                 self.log(
                     "consolidation",
@@ -680,17 +719,8 @@ impl Simulation {
                 self.terminate_node(id, "consolidation");
                 return;
             }
-            // Replace: a cheaper type (earlier in the pool's list) that
-            // takes all its pods.
-            let cur = self.nodes[id as usize].as_ref().expect("live").itype as usize;
-            let cheaper = (0..cur).find(|&k| {
-                let mut room = self.type_room(&self.spec.pools[pi].types[k]);
-                let mut d = demand.clone();
-                room.fill(&mut d);
-                d.iter().all(|x| x.count == 0)
-            });
-            if let Some(k) = cheaper {
-                let si = self.nodes[id as usize].as_ref().map(|n| n.subnet);
+            // A cheaper type takes them: replaced.
+            Some((id, Ok((cur, k)))) => {
                 self.gauges[si.expect("live") as usize].consolidations += 1;
                 let p = &self.spec.pools[pi];
                 let detail = format!(
@@ -710,8 +740,7 @@ impl Simulation {
     pub(super) fn node_demand(&self, id: u32) -> Vec<Demand> {
         let node = self.nodes[id as usize].as_ref().expect("live");
         let mut out: Vec<(u32, Demand)> = Vec::new();
-        for &pid in &node.pods {
-            let w = self.pods[pid as usize].workload;
+        for &(_, w) in &node.pods {
             match out.iter_mut().find(|(x, _)| *x == w) {
                 Some((_, d)) => d.count += 1,
                 None => {

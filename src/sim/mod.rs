@@ -16,7 +16,7 @@ mod snapshot;
 mod spot;
 mod workloads;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::addr::ec2::{EniOwner, OwnerKind};
 use crate::addr::{Ec2, Ec2Op, EniId, Subnet, SubnetId};
 use crate::cluster::autoscaling::Autoscaler;
-use crate::cluster::scheduler::{self, Capacity};
+use crate::cluster::scheduler::{self, Capacity, ReadyIndex};
 use crate::cluster::spec::{CapacityType, ClusterSpec};
 use crate::engine::{stream, EventQueue};
 use crate::ipamd::{policy, EniSubnets, IpamEvent, IpamSpec, NodeIpam, PodAddr};
@@ -224,8 +224,9 @@ struct Node {
     init_failures: u32,
     /// When the node was launched.
     launched_at: Ms,
-    /// Pods bound to this node.
-    pods: Vec<u32>,
+    /// Pods bound to this node, with their workloads (each pod knows its
+    /// place here: `Pod::slot`).
+    pods: Vec<(u32, u32)>,
     /// The node this one replaces (drained once this one is Ready), or
     /// `NONE`.
     replaces: u32,
@@ -286,6 +287,8 @@ struct Pod {
     branch: Option<EniId>,
     state: PodState,
     node: u32,
+    /// Its place in its node's `pods` while bound.
+    slot: u32,
     addr: Option<PodAddr>,
     retries: u32,
     gen: u32,
@@ -337,8 +340,9 @@ pub struct Simulation {
     pods_pending: u32,
     schedule_queued: bool,
     /// Ready nodes by allocation: all, and per pool.
-    ready_all: BTreeSet<(u64, u32)>,
-    ready_pool: Vec<BTreeSet<(u64, u32)>>,
+    /// (`ready_all` is kept only when there are several pools.)
+    ready_all: ReadyIndex,
+    ready_pool: Vec<ReadyIndex>,
     /// Each workload's pods, oldest first, as (id, generation): ids are
     /// reused, so an entry whose generation no longer matches is stale.
     workload_pods: Vec<VecDeque<(u32, u32)>>,
@@ -451,8 +455,8 @@ impl Simulation {
             pending: vec![VecDeque::new(); spec.workloads.len()],
             pods_pending: 0,
             schedule_queued: false,
-            ready_all: BTreeSet::new(),
-            ready_pool: vec![BTreeSet::new(); spec.pools.len()],
+            ready_all: ReadyIndex::default(),
+            ready_pool: vec![ReadyIndex::default(); spec.pools.len()],
             workload_pods: vec![VecDeque::new(); spec.workloads.len()],
             consumer_enis: vec![Vec::new(); n_sub],
             gauges: vec![SubnetGauges::default(); n_sub],

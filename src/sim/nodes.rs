@@ -603,7 +603,9 @@ impl Simulation {
         self.gained.push(id);
         let node = self.nodes[id as usize].as_ref().expect("live");
         let key = (node.cap.key(), id);
-        self.ready_all.insert(key);
+        if self.ready_pool.len() > 1 {
+            self.ready_all.insert(key);
+        }
         self.ready_pool[node.pool as usize].insert(key);
         self.karpenter_indexed(id, key.0, true);
     }
@@ -611,7 +613,9 @@ impl Simulation {
     pub(super) fn index_remove(&mut self, id: u32) {
         let node = self.nodes[id as usize].as_ref().expect("live");
         let key = (node.cap.key(), id);
-        self.ready_all.remove(&key);
+        if self.ready_pool.len() > 1 {
+            self.ready_all.remove(&key);
+        }
         self.ready_pool[node.pool as usize].remove(&key);
         self.karpenter_indexed(id, key.0, false);
     }
@@ -661,8 +665,7 @@ impl Simulation {
             return 0;
         };
         let evicted = std::mem::take(&mut node.pods);
-        for &pid in &evicted {
-            let w = self.pods[pid as usize].workload;
+        for &(pid, w) in &evicted {
             self.delete_pod(pid);
             self.new_pod(w);
         }

@@ -25,6 +25,7 @@ impl Simulation {
             branch: None,
             state: PodState::Pending,
             node: u32::MAX,
+            slot: 0,
             addr: None,
             retries: 0,
             gen: 0,
@@ -73,6 +74,7 @@ impl Simulation {
                 let (cpu, mem, sgp) = (w.cpu_millis, w.memory_mib, w.security_groups);
                 let index = match w.pool {
                     Some(p) => &self.ready_pool[p],
+                    None if self.ready_pool.len() == 1 => &self.ready_pool[0],
                     None => &self.ready_all,
                 };
                 let nodes = &self.nodes;
@@ -188,8 +190,10 @@ impl Simulation {
         self.cluster_autoscaler_node_changed(n);
         if schedulable && old != new {
             let pool = pool as usize;
-            self.ready_all.remove(&old);
-            self.ready_all.insert(new);
+            if self.ready_pool.len() > 1 {
+                self.ready_all.remove(&old);
+                self.ready_all.insert(new);
+            }
             self.ready_pool[pool].remove(&old);
             self.ready_pool[pool].insert(new);
         }
@@ -204,14 +208,13 @@ impl Simulation {
             c.pods += 1;
             c.branch_used += sgp;
         });
-        self.nodes[n as usize]
-            .as_mut()
-            .expect("live node")
-            .pods
-            .push(pid);
+        let list = &mut self.nodes[n as usize].as_mut().expect("live node").pods;
+        let slot = list.len() as u32;
+        list.push((pid, self.pods[pid as usize].workload));
         let pod = &mut self.pods[pid as usize];
         pod.state = PodState::Creating;
         pod.node = n;
+        pod.slot = slot;
         self.pods_pending -= 1;
         self.pending_count[pod.workload as usize] -= 1;
         let gen = pod.gen;
@@ -322,8 +325,13 @@ impl Simulation {
                 }
                 let node = self.nodes[pod.node as usize].as_mut().expect("live node");
                 let si = node.subnet as usize;
-                if let Some(i) = node.pods.iter().position(|&p| p == pid) {
+                // Not there when the node's list was taken (a drain).
+                let i = pod.slot as usize;
+                if node.pods.get(i).is_some_and(|&(p, _)| p == pid) {
                     node.pods.swap_remove(i);
+                    if let Some(&(moved, _)) = node.pods.get(i) {
+                        self.pods[moved as usize].slot = i as u32;
+                    }
                 }
                 if let (Some(addr), Some(_)) = (pod.addr, pod.branch) {
                     self.gauges[addr.subnet.0 as usize].pods_running -= 1;

@@ -308,7 +308,7 @@ impl Simulation {
         let si = node.subnet as usize;
         let pods = node.pods.len();
         for k in 0..pods {
-            let pid = self.nodes[id as usize].as_ref().expect("live").pods[k];
+            let pid = self.nodes[id as usize].as_ref().expect("live").pods[k].0;
             let pod = &mut self.pods[pid as usize];
             let w = pod.workload as usize;
             match pod.state {
@@ -353,8 +353,7 @@ impl Simulation {
         };
         let pods = std::mem::take(&mut node.pods);
         let si = node.subnet;
-        for &pid in &pods {
-            let w = self.pods[pid as usize].workload;
+        for &(pid, w) in &pods {
             self.delete_pod(pid);
             self.new_pod(w);
         }
