@@ -2,23 +2,29 @@
 //! Ready nodes ordered by allocation, so binding a pod does not scan every
 //! node (docs/sources.md §6: `NodeResourcesFit`, LeastAllocated by default).
 
+use std::collections::BTreeSet;
+
 use super::spec::Scoring;
 
 /// Index keys below this have a bucket each; larger keys (only possible
-/// for a node with no allocatable CPU or memory, or over-committed) share
-/// the last one.
+/// for a node with no allocatable CPU or memory, or over-committed) go to
+/// an ordered set.
 const BUCKETS: usize = 2048;
 
 /// The scheduler's index of Ready nodes: `(key, node)` pairs in ascending
 /// order, as a `BTreeSet<(u64, u32)>` would hold them, but bucketed by key
-/// (a key is at most 2000 per-mille for a node within its allocatable), so
-/// moving a node to a new key is two short sorted-vector edits instead of
-/// two tree walks, and an empty bucket costs a bit, not a visit.
+/// (a key is at most 2000 per-mille for a node within its allocatable):
+/// moving a node to a new key is two edits of short sorted vectors of node
+/// ids instead of two tree walks, and an empty bucket costs a bit, not a
+/// visit.
 #[derive(Clone, Debug)]
 pub struct ReadyIndex {
-    buckets: Vec<Vec<(u64, u32)>>,
-    /// Bit b: bucket b is not empty.
+    /// Bucket k: the nodes with key k, ascending.
+    buckets: Vec<Vec<u32>>,
+    /// Bit k: bucket k is not empty.
     nonempty: [u64; BUCKETS / 64],
+    /// Keys from `BUCKETS` up.
+    high: BTreeSet<(u64, u32)>,
     len: usize,
 }
 
@@ -27,46 +33,53 @@ impl Default for ReadyIndex {
         ReadyIndex {
             buckets: vec![Vec::new(); BUCKETS],
             nonempty: [0; BUCKETS / 64],
+            high: BTreeSet::new(),
             len: 0,
         }
     }
 }
 
 impl ReadyIndex {
-    fn bucket(key: u64) -> usize {
-        usize::try_from(key).map_or(BUCKETS - 1, |k| k.min(BUCKETS - 1))
-    }
-
     /// Adds `(key, node)`; false if it was there.
-    pub fn insert(&mut self, e: (u64, u32)) -> bool {
-        let b = Self::bucket(e.0);
-        let v = &mut self.buckets[b];
-        match v.binary_search(&e) {
-            Ok(_) => false,
-            Err(i) => {
-                v.insert(i, e);
-                self.nonempty[b / 64] |= 1 << (b % 64);
-                self.len += 1;
-                true
+    pub fn insert(&mut self, (key, n): (u64, u32)) -> bool {
+        let added = match usize::try_from(key).ok().filter(|&k| k < BUCKETS) {
+            Some(b) => {
+                let v = &mut self.buckets[b];
+                match v.binary_search(&n) {
+                    Ok(_) => false,
+                    Err(i) => {
+                        v.insert(i, n);
+                        self.nonempty[b / 64] |= 1 << (b % 64);
+                        true
+                    }
+                }
             }
-        }
+            None => self.high.insert((key, n)),
+        };
+        self.len += usize::from(added);
+        added
     }
 
     /// Removes `(key, node)`; false if it was not there.
-    pub fn remove(&mut self, e: &(u64, u32)) -> bool {
-        let b = Self::bucket(e.0);
-        let v = &mut self.buckets[b];
-        match v.binary_search(e) {
-            Ok(i) => {
-                v.remove(i);
-                if v.is_empty() {
-                    self.nonempty[b / 64] &= !(1 << (b % 64));
+    pub fn remove(&mut self, &(key, n): &(u64, u32)) -> bool {
+        let removed = match usize::try_from(key).ok().filter(|&k| k < BUCKETS) {
+            Some(b) => {
+                let v = &mut self.buckets[b];
+                match v.binary_search(&n) {
+                    Ok(i) => {
+                        v.remove(i);
+                        if v.is_empty() {
+                            self.nonempty[b / 64] &= !(1 << (b % 64));
+                        }
+                        true
+                    }
+                    Err(_) => false,
                 }
-                self.len -= 1;
-                true
             }
-            Err(_) => false,
-        }
+            None => self.high.remove(&(key, n)),
+        };
+        self.len -= usize::from(removed);
+        removed
     }
 
     pub fn len(&self) -> usize {
@@ -78,22 +91,25 @@ impl ReadyIndex {
     }
 
     /// Ascending `(key, node)`.
-    pub fn iter(&self) -> impl Iterator<Item = &(u64, u32)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
         self.nonempty
             .iter()
             .enumerate()
             .flat_map(|(w, &bits)| Bits(bits).map(move |b| w * 64 + b))
-            .flat_map(|b| self.buckets[b].iter())
+            .flat_map(|b| self.buckets[b].iter().map(move |&n| (b as u64, n)))
+            .chain(self.high.iter().copied())
     }
 
     /// Descending `(key, node)`.
-    pub fn iter_rev(&self) -> impl Iterator<Item = &(u64, u32)> + '_ {
-        self.nonempty
-            .iter()
-            .enumerate()
-            .rev()
-            .flat_map(|(w, &bits)| BitsRev(bits).map(move |b| w * 64 + b))
-            .flat_map(|b| self.buckets[b].iter().rev())
+    pub fn iter_rev(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.high.iter().rev().copied().chain(
+            self.nonempty
+                .iter()
+                .enumerate()
+                .rev()
+                .flat_map(|(w, &bits)| BitsRev(bits).map(move |b| w * 64 + b))
+                .flat_map(|b| self.buckets[b].iter().rev().map(move |&n| (b as u64, n))),
+        )
     }
 }
 
@@ -213,7 +229,7 @@ impl Placement for LeastAllocated {
     ) -> Option<u32> {
         index
             .iter()
-            .map(|&(_, n)| n)
+            .map(|(_, n)| n)
             .find(|&n| cap(n).fits(cpu, mem, branch))
     }
 }
@@ -229,7 +245,7 @@ impl Placement for MostAllocated {
     ) -> Option<u32> {
         // Highest key first; among equal keys, lowest node id.
         let mut best: Option<(u64, u32)> = None;
-        for &(k, n) in index.iter_rev() {
+        for (k, n) in index.iter_rev() {
             if let Some((bk, _)) = best {
                 if k < bk {
                     break;
@@ -274,8 +290,8 @@ mod tests {
                 }
                 proptest::prop_assert_eq!(index.len(), set.len());
             }
-            proptest::prop_assert!(index.iter().eq(set.iter()));
-            proptest::prop_assert!(index.iter_rev().eq(set.iter().rev()));
+            proptest::prop_assert!(index.iter().eq(set.iter().copied()));
+            proptest::prop_assert!(index.iter_rev().eq(set.iter().rev().copied()));
         }
     }
 

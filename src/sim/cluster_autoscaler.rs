@@ -367,8 +367,8 @@ impl Simulation {
                     let others =
                         self.ready_pool[pi]
                             .iter()
-                            .filter(|&&(_, o)| o != id)
-                            .map(|&(_, o)| {
+                            .filter(|&(_, o)| o != id)
+                            .map(|(_, o)| {
                                 Room::of(&self.nodes[o as usize].as_ref().expect("indexed").cap)
                             });
                     if !reschedulable(&demand, others) {

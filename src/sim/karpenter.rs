@@ -604,7 +604,7 @@ impl Simulation {
             // The set and the wake-up agree with a scan of every node.
             let this: &Simulation = self;
             let scan = |ripe: bool| {
-                this.ready_pool[pi].iter().copied().filter(move |&(_, id)| {
+                this.ready_pool[pi].iter().filter(move |&(_, id)| {
                     let n = this.nodes[id as usize].as_ref().expect("indexed");
                     (now >= n.last_pod_event + after) == ripe
                 })
@@ -673,7 +673,7 @@ impl Simulation {
                 let nodes = &self.nodes;
                 let others = std::iter::from_fn(|| loop {
                     if k == rooms.len() {
-                        let &(_, o) = order.next()?;
+                        let (_, o) = order.next()?;
                         let cap = &nodes[o as usize].as_ref().expect("indexed").cap;
                         rooms.push((o, Room::of(cap)));
                     }
