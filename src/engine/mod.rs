@@ -4,17 +4,27 @@
 //! # Ordering guarantee
 //!
 //! Events run in order of `(time, sequence)`: earlier time first; at equal
-//! times, the event scheduled first (lowest sequence number) runs first.
-//! The sequence number is a counter incremented on every `schedule`, so the
-//! order is total and depends only on the order of `schedule` calls, never on
-//! hashing, addresses or threads. Time is an integer number of milliseconds.
+//! times, the event scheduled first runs first (the sequence is the order
+//! of `schedule` calls). The order is total and depends only on the order
+//! of `schedule` calls, never on hashing, addresses or threads. Time is an
+//! integer number of milliseconds, and never goes back: an event scheduled
+//! in the past runs now.
 //!
-//! Events scheduled for the current time (a scheduler pass or a sandbox
-//! asked for by the event being handled) skip the heap: they go to a FIFO
-//! that runs after the heap's events at the same time. The order is the
-//! same `(time, sequence)` order: an event in the heap at the current time
-//! was scheduled before the clock reached it, so before any event in the
-//! FIFO, and the clock only moves on once the FIFO is empty.
+//! # The queue
+//!
+//! Because time never goes back, the queue is a radix heap (Ahuja, Mehlhorn,
+//! Orlin and Tarjan, "Faster algorithms for the shortest path problem",
+//! 1990) rather than a binary heap: bucket `i` holds the events whose time
+//! first differs from the last time taken (`last`) in bit `i - 1`, bucket 0
+//! those at `last` itself, in the order they came. Scheduling is an append;
+//! taking the next event is a read from bucket 0, or, when it is used up,
+//! one pass over the lowest non-empty bucket, which moves its events to
+//! lower buckets. Each event moves down at most 64 times, and in practice
+//! once or twice. Events at equal times are always in the same bucket (the
+//! bucket depends only on the time and `last`), and every move keeps their
+//! order, so bucket 0 serves them in the order they were scheduled: the
+//! `(time, sequence)` order, without storing a sequence number. A property
+//! test checks the order against a sorted map.
 //!
 //! # Random streams
 //!
@@ -22,60 +32,36 @@
 //! scenario seed, on a stream number derived from the name (FNV-1a). Adding
 //! a stream, or drawing more from one, never shifts another.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
-
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::time::Ms;
 
-struct Entry<E> {
-    at: Ms,
-    seq: u64,
-    event: E,
-}
-
-impl<E> PartialEq for Entry<E> {
-    fn eq(&self, o: &Self) -> bool {
-        self.at == o.at && self.seq == o.seq
-    }
-}
-impl<E> Eq for Entry<E> {}
-impl<E> PartialOrd for Entry<E> {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl<E> Ord for Entry<E> {
-    fn cmp(&self, o: &Self) -> Ordering {
-        // BinaryHeap is a max-heap: reverse for earliest (time, seq) first.
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 /// The event queue and clock.
 pub struct EventQueue<E> {
-    heap: BinaryHeap<Entry<E>>,
-    /// Events scheduled at `now` while the clock is at `now`, in order.
-    fifo: VecDeque<E>,
-    seq: u64,
+    /// 65 buckets (see the module docs); bucket 0 is read from `head`.
+    buckets: Vec<Vec<(Ms, E)>>,
+    head: usize,
+    /// The time of the events in bucket 0: the last time taken, or zero.
+    last: Ms,
+    len: usize,
     now: Ms,
     processed: u64,
 }
 
-impl<E> Default for EventQueue<E> {
+impl<E: Copy> Default for EventQueue<E> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<E> EventQueue<E> {
+impl<E: Copy> EventQueue<E> {
     pub fn new() -> Self {
         EventQueue {
-            heap: BinaryHeap::new(),
-            fifo: VecDeque::new(),
-            seq: 0,
+            buckets: (0..65).map(|_| Vec::new()).collect(),
+            head: 0,
+            last: Ms::ZERO,
+            len: 0,
             now: Ms::ZERO,
             processed: 0,
         }
@@ -86,38 +72,48 @@ impl<E> EventQueue<E> {
         self.now
     }
 
+    fn bucket(&self, at: Ms) -> usize {
+        (64 - (at.0 ^ self.last.0).leading_zeros()) as usize
+    }
+
     /// Schedules `event` at `at` (never before now).
     pub fn schedule(&mut self, at: Ms, event: E) {
         let at = at.max(self.now);
-        self.seq += 1;
-        if at == self.now {
-            self.fifo.push_back(event);
-            return;
-        }
-        self.heap.push(Entry {
-            at,
-            seq: self.seq,
-            event,
-        });
+        let b = self.bucket(at);
+        self.buckets[b].push((at, event));
+        self.len += 1;
     }
 
     /// Removes the next event if it is due at or before `until`, advancing
     /// the clock to its time.
     pub fn pop_until(&mut self, until: Ms) -> Option<(Ms, E)> {
-        let top = self.heap.peek().map(|e| e.at);
-        if top != Some(self.now) && self.now <= until {
-            if let Some(event) = self.fifo.pop_front() {
-                self.processed += 1;
-                return Some((self.now, event));
+        if self.head == self.buckets[0].len() {
+            self.buckets[0].clear();
+            self.head = 0;
+            // The lowest non-empty bucket holds the earliest events.
+            let i = (1..65).find(|&i| !self.buckets[i].is_empty())?;
+            let m = self.buckets[i].iter().map(|e| e.0).min()?;
+            if m > until {
+                return None; // nothing moves: `last` stays at or before now
             }
+            self.last = m;
+            let mut v = std::mem::take(&mut self.buckets[i]);
+            for &(at, e) in &v {
+                let b = self.bucket(at);
+                self.buckets[b].push((at, e));
+            }
+            v.clear();
+            self.buckets[i] = v;
         }
-        if top? > until {
+        if self.last > until {
             return None;
         }
-        let e = self.heap.pop()?;
-        self.now = e.at;
+        let (at, e) = self.buckets[0][self.head];
+        self.head += 1;
+        self.len -= 1;
+        self.now = at;
         self.processed += 1;
-        Some((e.at, e.event))
+        Some((at, e))
     }
 
     /// Events processed so far.
@@ -127,11 +123,11 @@ impl<E> EventQueue<E> {
 
     /// Events waiting.
     pub fn len(&self) -> usize {
-        self.heap.len() + self.fifo.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty() && self.fifo.is_empty()
+        self.len == 0
     }
 }
 
@@ -177,13 +173,14 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The FIFO for events at the current time keeps the `(time,
-        /// sequence)` order of a plain sorted queue, whatever the mix of
-        /// same-time and later events, pops and schedules while handling.
+        /// The queue keeps the `(time, sequence)` order of a plain sorted
+        /// map, whatever the mix of same-time and later events (near and
+        /// far), pops and schedules while handling, and early stops.
         #[test]
-        fn same_time_fifo_keeps_time_then_sequence(
-            ops in proptest::collection::vec((0u64..4, 0u8..4, proptest::bool::ANY), 1..400),
+        fn radix_queue_keeps_time_then_sequence(
+            ops in proptest::collection::vec((0u64..4, 0u8..4, proptest::bool::ANY, 0u32..12), 1..400),
             until_step in 0u64..3,
+            far in 0u32..30,
         ) {
             let mut q = EventQueue::new();
             let mut reference = std::collections::BTreeMap::new();
@@ -191,12 +188,14 @@ mod tests {
             let mut now = 0u64;
             let mut until = 0u64;
             let mut n = 0u32;
-            for (delay, pushes, pop) in ops {
+            for (delay, pushes, pop, shift) in ops {
                 for k in 0..pushes {
-                    // Some at now, some later, some in the past (run at now).
+                    // Some at now, some later (near, and far enough to land
+                    // in high buckets), some in the past (run at now).
                     let at = match (delay, k) {
                         (0, _) => now,
                         (1, 0) => now.saturating_sub(5),
+                        (3, 1) => now + (u64::from(shift) << far),
                         _ => now + delay * u64::from(k + 1),
                     };
                     q.schedule(Ms(at), n);
@@ -205,7 +204,7 @@ mod tests {
                     n += 1;
                 }
                 if pop {
-                    until += until_step;
+                    until = until.max(now) + until_step;
                     let want = reference
                         .first_key_value()
                         .filter(|(&(at, _), _)| at <= until)
