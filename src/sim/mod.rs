@@ -383,6 +383,8 @@ pub struct Simulation {
     /// Scratch for the above: a reused list, and a stamp per node so each
     /// is looked at once per pass without sorting.
     cands_buf: Vec<u32>,
+    /// Scratch: a scale-down's victims.
+    victims: Vec<u32>,
     mark: Vec<u32>,
     mark_epoch: u32,
     spot: spot::SpotState,
@@ -475,6 +477,7 @@ impl Simulation {
             unfit: vec![None; spec.workloads.len()],
             cands: vec![Vec::new(); spec.workloads.len()],
             cands_buf: Vec::new(),
+            victims: Vec::new(),
             mark: Vec::new(),
             mark_epoch: 0,
             spot: spot::SpotState::new(&spec, &zone_indices(&spec)),

@@ -45,7 +45,19 @@ impl Simulation {
         self.pods_pending += 1;
         self.pending_count[workload as usize] += 1;
         let gen = self.pods[id as usize].gen;
-        self.workload_pods[workload as usize].push_back((id, gen));
+        let wi = workload as usize;
+        self.wl[wi].live += 1;
+        // Entries of deleted pods are skipped where the list is read; drop
+        // them once they outnumber the live ones, so the list stays the
+        // size of the workload however long the run.
+        let list = &mut self.workload_pods[wi];
+        if list.len() > 2 * self.wl[wi].live as usize + 64 {
+            let pods = &self.pods;
+            list.retain(|&(p, g)| {
+                pods[p as usize].gen == g && pods[p as usize].state != PodState::Free
+            });
+        }
+        list.push_back((id, gen));
         id
     }
 
@@ -351,6 +363,7 @@ impl Simulation {
             }
         }
         self.pods[pid as usize].state = PodState::Free;
+        self.wl[pod.workload as usize].live -= 1;
         self.free_pods.push(pid);
         self.rollout_poke(pod.workload);
         self.queue_schedule();

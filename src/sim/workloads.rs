@@ -25,6 +25,8 @@ struct Bursts {
 pub struct WorkloadState {
     /// Replicas asked for (the spec's, then the HPA's).
     pub replicas: u32,
+    /// Its pods not yet deleted, whatever their state.
+    pub live: u32,
     pub running: u32,
     pub waiting_ip: u32,
     hpa: HpaState,
@@ -69,6 +71,7 @@ impl WorkloadState {
                     .collect();
                 WorkloadState {
                     replicas: w.replicas,
+                    live: 0,
                     running: 0,
                     waiting_ip: 0,
                     hpa: HpaState::default(),
@@ -121,7 +124,9 @@ impl Simulation {
     pub(super) fn hpa_sync(&mut self, w: u32) {
         let wi = w as usize;
         let now = self.queue.now();
-        let spec = self.spec.workloads[wi].hpa.clone().expect("HPA workload");
+        let spec = self.spec.workloads[wi].hpa.as_ref().expect("HPA workload");
+        let (max, min, metrics, tolerance) =
+            (spec.max, spec.min, spec.metrics.len(), spec.tolerance);
         let next = now + spec.sync;
         if next < self.duration {
             self.queue.schedule(next, Event::HpaSync { workload: w });
@@ -129,59 +134,81 @@ impl Simulation {
         let current = self.wl[wi].replicas;
         let running = self.wl[wi].running;
         let not_running = current.saturating_sub(running);
-        let (desired, why) = if current > spec.max {
-            (spec.max, "current replicas above maxReplicas".to_string())
-        } else if current < spec.min {
-            (spec.min, "current replicas below minReplicas".to_string())
+        // The reason is written only when the HPA scales.
+        enum Why {
+            Max,
+            Min,
+            Metric {
+                m: usize,
+                load: f64,
+                recommended: u32,
+                limit: &'static str,
+            },
+        }
+        let (desired, why) = if current > max {
+            (max, Why::Max)
+        } else if current < min {
+            (min, Why::Min)
         } else {
             // The largest recommendation over the metrics.
-            let mut best: Option<(u32, String)> = None;
-            for m in &spec.metrics {
-                let k = self.spec.workloads[wi]
+            let mut best: Option<(u32, usize, f64)> = None;
+            for mi in 0..metrics {
+                let ws = &self.spec.workloads[wi];
+                let m = &ws.hpa.as_ref().expect("HPA workload").metrics[mi];
+                let target = m.target;
+                let k = ws
                     .load
                     .iter()
                     .position(|(n, _)| *n == m.load)
                     .expect("validated load");
                 let load = self.load_value(wi, k, now);
-                if let Some(r) = hpa::desired_for_metric(
-                    current,
-                    running,
-                    not_running,
-                    load,
-                    m.target,
-                    spec.tolerance,
-                ) {
-                    if best.as_ref().is_none_or(|(b, _)| r > *b) {
-                        let per_pod = load / f64::from(running.max(1));
-                        best = Some((
-                            r,
-                            format!(
-                                "{} {:.0} over {running} running pods ({per_pod:.1} per pod, target {})",
-                                m.label, load, m.target
-                            ),
-                        ));
+                if let Some(r) =
+                    hpa::desired_for_metric(current, running, not_running, load, target, tolerance)
+                {
+                    if best.is_none_or(|(b, _, _)| r > b) {
+                        best = Some((r, mi, load));
                     }
                 }
             }
-            let Some((recommended, metric)) = best else {
+            let Some((recommended, m, load)) = best else {
                 return; // no Running pod reports a metric
             };
+            let spec = self.spec.workloads[wi].hpa.as_ref().expect("HPA workload");
             let st = &mut self.wl[wi].hpa;
-            let (d, limit) = hpa::normalize(&spec, st, now, current, recommended);
+            let (d, limit) = hpa::normalize(spec, st, now, current, recommended);
             (
                 d,
-                format!("{metric}: recommends {recommended}; {}", limit.name()),
+                Why::Metric {
+                    m,
+                    load,
+                    recommended,
+                    limit: limit.name(),
+                },
             )
         };
         if desired != current {
             self.wl[wi].hpa.record_scale(now, current, desired);
-            let name = self.spec.workloads[wi].name.clone();
-            self.log(
-                "hpa_scale",
-                None,
-                None,
-                format!("{name}: from {current} to {desired}: {why}"),
-            );
+            let spec = self.spec.workloads[wi].hpa.as_ref().expect("HPA workload");
+            let why = match why {
+                Why::Max => "current replicas above maxReplicas".to_string(),
+                Why::Min => "current replicas below minReplicas".to_string(),
+                Why::Metric {
+                    m,
+                    load,
+                    recommended,
+                    limit,
+                } => {
+                    let m = &spec.metrics[m];
+                    let per_pod = load / f64::from(running.max(1));
+                    format!(
+                        "{} {:.0} over {running} running pods ({per_pod:.1} per pod, target {}): recommends {recommended}; {limit}",
+                        m.label, load, m.target
+                    )
+                }
+            };
+            let name = &self.spec.workloads[wi].name;
+            let detail = format!("{name}: from {current} to {desired}: {why}");
+            self.log("hpa_scale", None, None, detail);
             self.set_replicas(w, desired);
         }
     }
@@ -200,29 +227,48 @@ impl Simulation {
                 self.new_pod(w);
             }
         } else if to < from {
-            let mut live: Vec<(u8, u32, u32)> = Vec::new();
-            for (k, &(pid, gen)) in self.workload_pods[wi].iter().enumerate() {
-                let p = &self.pods[pid as usize];
-                if p.gen != gen || p.state == PodState::Free {
-                    continue;
+            // Per rank, how many pods go: unscheduled first, then not
+            // Running, then Running; within a rank the newest first, so a
+            // walk from the newest end stops once it has them.
+            let pending = self.pending_count[wi];
+            let running = self.wl[wi].running;
+            let creating = self.wl[wi].live - pending - running;
+            #[cfg(debug_assertions)]
+            {
+                let mut count = [0u32; 3];
+                for &(pid, gen) in &self.workload_pods[wi] {
+                    let p = &self.pods[pid as usize];
+                    if p.gen == gen && p.state != PodState::Free {
+                        count[victim_rank(p.state)] += 1;
+                    }
                 }
-                let rank = match p.state {
-                    PodState::Pending => 0,
-                    PodState::Creating | PodState::WaitingIp | PodState::Lost => 1,
-                    _ => 2,
-                };
-                live.push((rank, u32::MAX - k as u32, pid));
+                debug_assert_eq!(count, [pending, creating, running]);
             }
-            live.sort_unstable();
-            let n = (from - to) as usize;
-            for &(_, _, pid) in live.iter().take(n) {
+            let mut n = from - to;
+            let mut take = [0u32; 3];
+            for (k, have) in [pending, creating, running].into_iter().enumerate() {
+                take[k] = n.min(have);
+                n -= take[k];
+            }
+            let mut victims = std::mem::take(&mut self.victims);
+            victims.clear();
+            for (rank, &want) in take.iter().enumerate() {
+                let mut got = 0;
+                for &(pid, gen) in self.workload_pods[wi].iter().rev() {
+                    if got == want {
+                        break;
+                    }
+                    let p = &self.pods[pid as usize];
+                    if p.gen == gen && p.state != PodState::Free && victim_rank(p.state) == rank {
+                        victims.push(pid);
+                        got += 1;
+                    }
+                }
+            }
+            for &pid in &victims {
                 self.delete_pod(pid);
             }
-            // Drop stale entries while here.
-            let pods = &self.pods;
-            self.workload_pods[wi].retain(|&(pid, gen)| {
-                pods[pid as usize].gen == gen && pods[pid as usize].state != PodState::Free
-            });
+            self.victims = victims;
         }
         self.queue_schedule();
     }
@@ -461,5 +507,15 @@ impl Simulation {
             };
             self.observer.workload(row);
         }
+    }
+}
+
+/// A pod's rank as the ReplicaSet controller deletes them
+/// (`ActivePodsWithRanks`): unscheduled, then not Running, then Running.
+fn victim_rank(s: PodState) -> usize {
+    match s {
+        PodState::Pending => 0,
+        PodState::Creating | PodState::WaitingIp | PodState::Lost => 1,
+        _ => 2,
     }
 }
