@@ -40,6 +40,14 @@ impl Room {
 
     /// How many pods of `d` fit (at most `d.count`).
     pub fn fits(&self, d: &Demand) -> u32 {
+        let n = u64::from(d.count.min(self.pods));
+        // Without a division when all of them fit, or none does.
+        if self.cpu < d.cpu || self.mem < d.mem {
+            return 0;
+        }
+        if n.saturating_mul(d.cpu) <= self.cpu && n.saturating_mul(d.mem) <= self.mem {
+            return n as u32;
+        }
         let by = |left: u64, per: u64| match left.checked_div(per) {
             Some(n) => n.min(u64::from(u32::MAX)) as u32,
             None => u32::MAX,
@@ -901,6 +909,22 @@ workloads:
         let types = [room(100_000, 100_000, 27)];
         let mut dem = [d(10, 10, 60)];
         assert_eq!(plan_nodes(&types, &mut dem, u32::MAX), vec![0, 0, 0]);
+    }
+
+    proptest::proptest! {
+        /// `fits` is the least of the count, the pods left and what the
+        /// CPU and memory left allow, whichever path it takes.
+        #[test]
+        fn fits_is_the_least_of_the_limits(
+            cpu in 0u64..5000, mem in 0u64..5000, pods in 0u32..40,
+            dcpu in 0u64..1200, dmem in 0u64..1200, count in 0u32..40,
+        ) {
+            let room = Room { cpu, mem, pods };
+            let d = Demand { cpu: dcpu, mem: dmem, count };
+            let by = |left: u64, per: u64| left.checked_div(per).unwrap_or(u64::MAX);
+            let want = u64::from(count.min(pods)).min(by(cpu, dcpu)).min(by(mem, dmem));
+            proptest::prop_assert_eq!(u64::from(room.fits(&d)), want);
+        }
     }
 
     #[test]
