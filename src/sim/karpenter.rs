@@ -117,13 +117,23 @@ pub fn plan_nodes(types: &[Room], demand: &mut [Demand], limit: u32) -> Vec<u16>
 /// allocated, have less room), so a check costs a few nodes, not the
 /// cluster.
 pub fn reschedulable(demand: &[Demand], others: impl Iterator<Item = Room>) -> bool {
-    let mut left: Vec<Demand> = demand.to_vec();
+    reschedulable_in(demand, others, &mut Vec::new())
+}
+
+/// [`reschedulable`] with the pods left kept in `left` (a reused buffer).
+pub fn reschedulable_in(
+    demand: &[Demand],
+    others: impl Iterator<Item = Room>,
+    left: &mut Vec<Demand>,
+) -> bool {
+    left.clear();
+    left.extend_from_slice(demand);
     if left.iter().all(|d| d.count == 0) {
         return true;
     }
     let mut idle = 0;
     for mut room in others {
-        if room.fill(&mut left) == 0 {
+        if room.fill(left) == 0 {
             idle += 1;
             if idle >= GIVE_UP {
                 return false;
@@ -231,11 +241,23 @@ pub struct KarpenterState {
     /// `last_pod_event` moved on. Entries leave when `consolidate_after`
     /// has passed, so the log holds that long a window of pod events.
     recent: Vec<VecDeque<(Ms, u32)>>,
+    /// Reused buffers of the disruption pass.
+    scratch: Scratch,
     /// Per pool: the schedulable nodes whose last pod event is at least
     /// `consolidate_after` ago (consolidatable), as (index key, node): the
     /// disruption pass's candidates, in the index's order, without a scan
     /// of every node.
     ripe: Vec<BTreeSet<(u64, u32)>>,
+}
+
+/// The disruption pass's buffers, kept between passes.
+#[derive(Default)]
+struct Scratch {
+    candidates: Vec<u32>,
+    rooms: Vec<(u32, Room)>,
+    demand: Vec<Demand>,
+    workloads: Vec<u32>,
+    left: Vec<Demand>,
 }
 
 /// Karpenter considers consolidating at least this often even when
@@ -268,6 +290,7 @@ impl KarpenterState {
             changed: vec![true; spec.pools.len()],
             wake_at: vec![Ms::ZERO; spec.pools.len()],
             recent: vec![VecDeque::new(); spec.pools.len()],
+            scratch: Scratch::default(),
             ripe: vec![BTreeSet::new(); spec.pools.len()],
         }
     }
@@ -664,19 +687,24 @@ impl Simulation {
             return;
         }
         // Single-node consolidation, least allocated candidates first.
-        let candidates: Vec<u32> = self.karpenter.ripe[pi]
-            .iter()
-            .map(|&(_, id)| id)
-            .take(CANDIDATES_PER_PASS)
-            .collect();
+        let mut s = std::mem::take(&mut self.karpenter.scratch);
+        s.candidates.clear();
+        s.candidates.extend(
+            self.karpenter.ripe[pi]
+                .iter()
+                .map(|&(_, id)| id)
+                .take(CANDIDATES_PER_PASS),
+        );
         // The other nodes' room in index order, read once per pass as far
         // as any candidate looks (nothing changes between candidates).
+        s.rooms.clear();
         let verdict = {
             let mut order = self.ready_pool[pi].iter();
-            let mut rooms: Vec<(u32, Room)> = Vec::new();
+            let rooms = &mut s.rooms;
             let mut verdict = None;
-            for id in candidates {
-                let demand = self.node_demand(id);
+            for &id in &s.candidates {
+                self.node_demand_into(id, &mut s.demand, &mut s.workloads);
+                let demand = &s.demand;
                 let mut k = 0;
                 let nodes = &self.nodes;
                 let others = std::iter::from_fn(|| loop {
@@ -691,7 +719,7 @@ impl Simulation {
                         return Some(room);
                     }
                 });
-                if reschedulable(&demand, others) {
+                if reschedulable_in(demand, others, &mut s.left) {
                     let pods: u32 = demand.iter().map(|d| d.count).sum();
                     verdict = Some((id, Err(pods)));
                     break;
@@ -699,11 +727,13 @@ impl Simulation {
                 // Replace: a cheaper type (earlier in the pool's list) that
                 // takes all its pods.
                 let cur = self.nodes[id as usize].as_ref().expect("live").itype as usize;
+                let left = &mut s.left;
                 let cheaper = (0..cur).find(|&k| {
                     let mut room = self.type_room(&self.spec.pools[pi].types[k]);
-                    let mut d = demand.clone();
-                    room.fill(&mut d);
-                    d.iter().all(|x| x.count == 0)
+                    left.clear();
+                    left.extend_from_slice(demand);
+                    room.fill(left);
+                    left.iter().all(|x| x.count == 0)
                 });
                 if let Some(k) = cheaper {
                     verdict = Some((id, Ok((cur, k))));
@@ -712,6 +742,7 @@ impl Simulation {
             }
             verdict
         };
+        self.karpenter.scratch = s;
         let si = verdict.and_then(|(id, _)| self.nodes[id as usize].as_ref().map(|n| n.subnet));
         match verdict {
             None => {}
@@ -744,27 +775,39 @@ impl Simulation {
         self.karpenter.changed[pi] = false;
     }
 
-    /// A node's pods as demands, one per workload.
+    /// A node's pods as demands, one per workload, in order of first
+    /// appearance.
     pub(super) fn node_demand(&self, id: u32) -> Vec<Demand> {
+        let mut out = Vec::new();
+        self.node_demand_into(id, &mut out, &mut Vec::new());
+        out
+    }
+
+    /// [`Self::node_demand`] into reused buffers (`workloads`: each
+    /// demand's workload).
+    pub(super) fn node_demand_into(
+        &self,
+        id: u32,
+        out: &mut Vec<Demand>,
+        workloads: &mut Vec<u32>,
+    ) {
+        out.clear();
+        workloads.clear();
         let node = self.nodes[id as usize].as_ref().expect("live");
-        let mut out: Vec<(u32, Demand)> = Vec::new();
         for &(_, w) in &node.pods {
-            match out.iter_mut().find(|(x, _)| *x == w) {
-                Some((_, d)) => d.count += 1,
+            match workloads.iter().position(|&x| x == w) {
+                Some(k) => out[k].count += 1,
                 None => {
                     let ws = &self.spec.workloads[w as usize];
-                    out.push((
-                        w,
-                        Demand {
-                            cpu: ws.cpu_millis,
-                            mem: ws.memory_mib,
-                            count: 1,
-                        },
-                    ))
+                    workloads.push(w);
+                    out.push(Demand {
+                        cpu: ws.cpu_millis,
+                        mem: ws.memory_mib,
+                        count: 1,
+                    });
                 }
             }
         }
-        out.into_iter().map(|(_, d)| d).collect()
     }
 }
 
