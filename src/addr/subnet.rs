@@ -347,6 +347,20 @@ impl Subnet {
         Ipv4Net::new(self.addr_at(block * BLOCK), 28).expect("valid /28")
     }
 
+    /// The AWS-reserved offsets, ascending (a look at each block's mask,
+    /// not at each address).
+    pub fn aws_reserved(&self) -> impl Iterator<Item = u32> + '_ {
+        self.aws_mask
+            .iter()
+            .enumerate()
+            .filter(|(_, &m)| m != 0)
+            .flat_map(|(b, &m)| {
+                (0..BLOCK)
+                    .filter(move |i| m & (1 << i) != 0)
+                    .map(move |i| b as u32 * BLOCK + i)
+            })
+    }
+
     pub fn is_aws_reserved(&self, offset: u32) -> bool {
         self.aws_mask[(offset / BLOCK) as usize] & (1 << (offset % BLOCK)) != 0
     }
@@ -676,6 +690,17 @@ impl Subnet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aws_reserved_offsets_match_the_mask() {
+        for cidr in ["10.0.0.0/24", "10.0.0.0/28", "10.0.0.0/16"] {
+            let s = Subnet::new(cidr.parse().unwrap(), Vec::new()).unwrap();
+            let listed: Vec<u32> = s.aws_reserved().collect();
+            let scanned: Vec<u32> = (0..s.size()).filter(|&o| s.is_aws_reserved(o)).collect();
+            assert_eq!(listed, scanned);
+            assert_eq!(listed, [0, 1, 2, 3, s.size() - 1]);
+        }
+    }
     use rand::SeedableRng;
 
     fn net(s: &str) -> Ipv4Net {

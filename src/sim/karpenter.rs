@@ -877,7 +877,7 @@ workloads:
         assert!(rows[1].1.ends_with("replacing i-00000000000000000"));
         assert!(rows[2].1.starts_with("consolidation: 3 pods evicted"));
         // The three pods run on the m5.large.
-        let live: Vec<&super::super::Node> = sim.nodes.iter().flatten().collect();
+        let live: Vec<&super::super::Node> = sim.nodes.iter().flatten().map(|n| &**n).collect();
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].itype, 0);
         assert_eq!(live[0].pods.len(), 3);

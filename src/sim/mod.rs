@@ -330,7 +330,7 @@ pub struct Simulation {
     pub ec2: Ec2,
     queue: EventQueue<Event>,
     rng: Streams,
-    nodes: Vec<Option<Node>>,
+    nodes: Vec<Option<Box<Node>>>,
     /// Live nodes per pool and subnet (zone balance on launch).
     pool_subnet_nodes: Vec<Vec<u32>>,
     pods: Vec<Pod>,
@@ -842,19 +842,23 @@ fn zone_indices(spec: &ClusterSpec) -> Vec<u32> {
 
 /// What holds each address of subnet `si`: ENI primaries by owner kind,
 /// secondary addresses, prefixes (in use when a pod holds an address in
-/// them), AWS-reserved addresses. O(ENIs + addresses); run only when a new
-/// worst moment is reached and at the end.
-fn fill_holders(ec2: &Ec2, nodes: &[Option<Node>], si: usize, out: &mut Vec<Holder>) {
+/// them), AWS-reserved addresses. O(ENIs + the subnet's blocks), never a
+/// visit of every address or of every node the run has had; run only when
+/// a new worst moment is reached and at the end.
+fn fill_holders(ec2: &Ec2, nodes: &[Option<Box<Node>>], si: usize, out: &mut Vec<Holder>) {
     let sid = SubnetId(si as u32);
     let s = ec2.subnet(sid);
     out.clear();
     out.resize(s.size() as usize, Holder::Free);
-    for off in 0..s.size() {
-        if s.is_aws_reserved(off) {
-            out[off as usize] = Holder::AwsReserved;
-        }
+    for off in s.aws_reserved() {
+        out[off as usize] = Holder::AwsReserved;
     }
+    // Nodes with prefixes here: whose prefixes may be in use.
+    let mut owners: Vec<u32> = Vec::new();
     for (_, e) in ec2.enis().filter(|(_, e)| e.subnet == sid) {
+        if let (Some(n), false) = (e.owner.instance, e.prefixes.is_empty()) {
+            owners.push(n);
+        }
         let kind = e.owner.kind;
         out[e.primary as usize] = Holder::of_primary(kind);
         let node_eni = matches!(kind, OwnerKind::Ec2Primary | OwnerKind::EksPod);
@@ -870,7 +874,15 @@ fn fill_holders(ec2: &Ec2, nodes: &[Option<Node>], si: usize, out: &mut Vec<Hold
             out[base..base + 16].fill(Holder::PrefixUnused);
         }
     }
-    for ipam in nodes.iter().flatten().filter_map(|n| n.ipam.as_ref()) {
+    owners.sort_unstable();
+    owners.dedup();
+    let ipams = owners.iter().filter_map(|&n| {
+        nodes
+            .get(n as usize)
+            .and_then(|x| x.as_ref())
+            .and_then(|x| x.ipam.as_ref())
+    });
+    for ipam in ipams {
         for (sub, b) in ipam.prefixes_in_use() {
             if sub == sid {
                 let base = (b * 16) as usize;

@@ -180,7 +180,7 @@ impl Simulation {
                 }
                 let life = p.max_lifetime;
                 let expire = p.karpenter.as_ref().and_then(|k| k.expire_after);
-                self.nodes.push(Some(Node {
+                self.nodes.push(Some(Box::new(Node {
                     pool,
                     itype,
                     subnet: si,
@@ -202,7 +202,7 @@ impl Simulation {
                     ripe: false,
                     under_since: None,
                     trunk: None,
-                }));
+                })));
                 self.karpenter_touch(id, 0);
                 if let Some(life) = life.or(expire) {
                     self.queue

@@ -121,7 +121,7 @@ impl Simulation {
         let life = p
             .max_lifetime
             .or(p.karpenter.as_ref().and_then(|k| k.expire_after));
-        self.nodes.push(Some(Node {
+        self.nodes.push(Some(Box::new(Node {
             pool,
             itype: 0,
             subnet: si as u32,
@@ -143,7 +143,7 @@ impl Simulation {
             ripe: false,
             under_since: None,
             trunk: None,
-        }));
+        })));
         self.karpenter_touch(id, 0);
         if let Some(t) = next {
             self.queue.schedule(t, Event::IpamdTick { node: id });
