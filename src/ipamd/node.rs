@@ -185,13 +185,13 @@ impl Cidr {
         if self.cool_max <= now {
             return free;
         }
-        let mut m = 0u16;
-        for i in 0..self.size() as usize {
-            if free & (1 << i) != 0 && self.cool_until[i] <= now {
-                m |= 1 << i;
-            }
+        // Every address's cool-down at once (branch-free: it vectorizes);
+        // a secondary address's unused entries are masked off by `free`.
+        let mut cooled = 0u16;
+        for (i, &t) in self.cool_until.iter().enumerate() {
+            cooled |= u16::from(t <= now) << i;
         }
-        m
+        free & cooled
     }
 }
 

@@ -894,7 +894,15 @@ fn fill_holders(ec2: &Ec2, nodes: &[Option<Box<Node>>], si: usize, out: &mut Vec
 
 /// `i-` plus 17 hex digits, like an EC2 instance id.
 pub fn node_name(id: u32) -> String {
-    format!("i-{id:017x}")
+    let mut s = String::new();
+    write_node_name(&mut s, id);
+    s
+}
+
+/// [`node_name`] appended to `out`.
+pub fn write_node_name(out: &mut String, id: u32) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "i-{id:017x}");
 }
 
 /// `eni-` plus 17 hex digits.

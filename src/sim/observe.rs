@@ -401,12 +401,20 @@ pub struct RunResult {
 
 /// Seconds as text from integer milliseconds (no float rounding).
 pub fn secs_text(t: Ms) -> String {
+    let mut s = String::new();
+    write_secs(&mut s, t);
+    s
+}
+
+/// [`secs_text`] appended to `out`.
+pub fn write_secs(out: &mut String, t: Ms) {
+    use std::fmt::Write as _;
     let ms = t.as_millis();
-    if ms.is_multiple_of(1000) {
-        format!("{}", ms / 1000)
+    let _ = if ms.is_multiple_of(1000) {
+        write!(out, "{}", ms / 1000)
     } else {
-        format!("{}.{:03}", ms / 1000, ms % 1000)
-    }
+        write!(out, "{}.{:03}", ms / 1000, ms % 1000)
+    };
 }
 
 /// Records a run as it goes.
