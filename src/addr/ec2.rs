@@ -244,6 +244,8 @@ pub struct Ec2 {
     enis: Vec<Option<EniInfo>>,
     free_handles: Vec<u32>,
     next_serial: u64,
+    /// Bumped on every change to a subnet's addresses (see `version`).
+    version: u64,
 }
 
 impl Ec2 {
@@ -254,10 +256,12 @@ impl Ec2 {
             enis: Vec::new(),
             free_handles: Vec::new(),
             next_serial: 0,
+            version: 0,
         }
     }
 
     pub fn add_subnet(&mut self, subnet: Subnet) -> SubnetId {
+        self.version += 1;
         self.subnets.push(subnet);
         SubnetId(self.subnets.len() as u32 - 1)
     }
@@ -311,7 +315,14 @@ impl Ec2 {
         self.subnet(subnet).block_cidr(block)
     }
 
+    /// A number that changes whenever any subnet's addresses may have
+    /// (an observer that saw the same number has nothing new to look at).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     fn sub_mut(&mut self, id: SubnetId) -> &mut Subnet {
+        self.version += 1;
         &mut self.subnets[id.0 as usize]
     }
 
@@ -404,6 +415,7 @@ impl Ec2 {
                 None => {
                     let info = self.enis[eni.0 as usize].as_mut().expect("live");
                     let s = &mut self.subnets[subnet.0 as usize];
+                    self.version += 1;
                     for off in info.secondary.drain(before..) {
                         s.release_ip(off).expect("taken");
                     }
@@ -496,6 +508,7 @@ impl Ec2 {
         owner: EniOwner,
         primary: Ipv4Addr,
     ) -> Result<EniId, AddrError> {
+        self.version += 1;
         let s = self
             .subnets
             .get_mut(subnet.0 as usize)

@@ -41,6 +41,8 @@ use crate::time::Ms;
 pub struct EventQueue<E> {
     /// 65 buckets (see the module docs); bucket 0 is read from `head`.
     buckets: Vec<Vec<(Ms, E)>>,
+    /// Bit i - 1: bucket i (1 to 64) is not empty.
+    nonempty: u64,
     head: usize,
     /// The time of the events in bucket 0: the last time taken, or zero.
     last: Ms,
@@ -59,6 +61,7 @@ impl<E: Copy> EventQueue<E> {
     pub fn new() -> Self {
         EventQueue {
             buckets: (0..65).map(|_| Vec::new()).collect(),
+            nonempty: 0,
             head: 0,
             last: Ms::ZERO,
             len: 0,
@@ -79,9 +82,16 @@ impl<E: Copy> EventQueue<E> {
     /// Schedules `event` at `at` (never before now).
     pub fn schedule(&mut self, at: Ms, event: E) {
         let at = at.max(self.now);
+        self.put(at, event);
+        self.len += 1;
+    }
+
+    fn put(&mut self, at: Ms, event: E) {
         let b = self.bucket(at);
         self.buckets[b].push((at, event));
-        self.len += 1;
+        if b > 0 {
+            self.nonempty |= 1 << (b - 1);
+        }
     }
 
     /// Removes the next event if it is due at or before `until`, advancing
@@ -91,16 +101,19 @@ impl<E: Copy> EventQueue<E> {
             self.buckets[0].clear();
             self.head = 0;
             // The lowest non-empty bucket holds the earliest events.
-            let i = (1..65).find(|&i| !self.buckets[i].is_empty())?;
+            if self.nonempty == 0 {
+                return None;
+            }
+            let i = self.nonempty.trailing_zeros() as usize + 1;
             let m = self.buckets[i].iter().map(|e| e.0).min()?;
             if m > until {
                 return None; // nothing moves: `last` stays at or before now
             }
             self.last = m;
+            self.nonempty &= !(1 << (i - 1));
             let mut v = std::mem::take(&mut self.buckets[i]);
             for &(at, e) in &v {
-                let b = self.bucket(at);
-                self.buckets[b].push((at, e));
+                self.put(at, e);
             }
             v.clear();
             self.buckets[i] = v;

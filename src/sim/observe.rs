@@ -450,6 +450,8 @@ pub struct Observer {
     subtitle: String,
     worst: Vec<Snapshot>,
     peak_waiting: (u32, Ms),
+    /// `Ec2::version` at the last look for a new worst moment.
+    seen_version: u64,
     scenario: String,
     seed: u64,
     duration: Ms,
@@ -532,6 +534,7 @@ impl Observer {
             subtitle: subtitle(spec),
             worst: Vec::new(),
             peak_waiting: (0, Ms::ZERO),
+            seen_version: u64::MAX,
             scenario: String::new(),
             seed: 0,
             duration: Ms::ZERO,
@@ -692,6 +695,14 @@ impl Observer {
                 .collect();
         }
         let first_failure = std::mem::take(&mut self.first_icb_now);
+        // No subnet changed and no first failure: no new worst moment.
+        if first_failure.is_none() && ec2.version() == self.seen_version {
+            if waiting > self.peak_waiting.0 {
+                self.peak_waiting = (waiting, at);
+            }
+            return;
+        }
+        self.seen_version = ec2.version();
         for i in 0..self.subnets.len() {
             let d = ec2.delegatable_blocks(SubnetId(i as u32));
             let w = &mut self.worst[i];
