@@ -567,6 +567,40 @@ mod tests {
         (ec2, id)
     }
 
+    /// Every change to a subnet's addresses changes `version` (what the
+    /// observer relies on to skip events that changed none); a read or a
+    /// failed call that leaves the subnet as it was may leave it.
+    #[test]
+    fn version_moves_with_every_change() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let (mut ec2, s) = ec2_with("10.0.0.0/22", vec![]);
+        let mut last = ec2.version();
+        let mut changed = |ec2: &Ec2| {
+            let moved = ec2.version() != last;
+            last = ec2.version();
+            moved
+        };
+        let eni = ec2.create_eni(s, owner(), 0, &mut rng).unwrap();
+        assert!(changed(&ec2));
+        ec2.assign_private_ips(eni, 2, &mut rng).unwrap();
+        assert!(changed(&ec2));
+        ec2.assign_prefixes(eni, 1, &mut rng).unwrap();
+        assert!(changed(&ec2));
+        let ip = ec2.eni(eni).secondary[0];
+        ec2.unassign_ip(eni, ip).unwrap();
+        assert!(changed(&ec2));
+        let b = ec2.eni(eni).prefixes[0];
+        ec2.unassign_prefix(eni, b).unwrap();
+        assert!(changed(&ec2));
+        let at = ec2.addr(s, 40);
+        let other = ec2.create_eni_at(s, owner(), at).unwrap();
+        assert!(changed(&ec2));
+        ec2.delete_eni(other).unwrap();
+        assert!(changed(&ec2));
+        let _ = ec2.delegatable_blocks(s);
+        assert!(!changed(&ec2));
+    }
+
     #[test]
     fn prefixes_all_or_nothing_with_real_error_names() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
