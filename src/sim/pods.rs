@@ -369,3 +369,52 @@ impl Simulation {
         self.queue_schedule();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 600 job pods an hour for 12 hours: 7,200 pods pass, about 175 at
+    /// once. The workload's list of pods stays about the size of the
+    /// workload (it held every pod ever made before), and every bound pod
+    /// sits at its `slot` in its node's list, which holds exactly the bound
+    /// pods.
+    #[test]
+    fn pod_lists_stay_the_size_of_what_is_live() {
+        let yaml = "name: jobs
+duration: 12h
+subnets:
+  - {name: a, cidr: 10.0.0.0/20, zone: z}
+node_pools:
+  - {name: ci, instance_type: m5.2xlarge, subnets: [a], size: 8}
+jobs:
+  - {name: builds, per_hour: 600, run_time: [5m, 30m], cpu: 100m}
+";
+        let sc = crate::scenario::parse(yaml, std::path::Path::new("t.yaml")).unwrap();
+        let mut sim = Simulation::new(&sc, 1);
+        sim.run_until(Ms::from_secs(12 * 3600), &mut observe::NullSink);
+        let w = sim
+            .spec
+            .workloads
+            .iter()
+            .position(|w| w.name == "builds")
+            .unwrap();
+        let live = sim.wl[w].live as usize;
+        assert!((100..300).contains(&live), "{live}");
+        let listed = sim.workload_pods[w].len();
+        assert!(listed <= 2 * live + 65, "{listed} entries for {live} pods");
+        let mut bound = 0;
+        for (id, p) in sim.pods.iter().enumerate() {
+            if matches!(
+                p.state,
+                PodState::Creating | PodState::WaitingIp | PodState::Running
+            ) {
+                let node = sim.nodes[p.node as usize].as_ref().unwrap();
+                assert_eq!(node.pods[p.slot as usize], (id as u32, p.workload));
+                bound += 1;
+            }
+        }
+        let in_lists: usize = sim.nodes.iter().flatten().map(|n| n.pods.len()).sum();
+        assert_eq!(in_lists, bound);
+    }
+}
