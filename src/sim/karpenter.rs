@@ -581,7 +581,7 @@ impl Simulation {
                 Some(n) if t + after <= now => {
                     n.ripe = true;
                     if n.schedulable() {
-                        self.karpenter.ripe[pi].insert((n.cap.key(), id));
+                        self.karpenter.ripe[pi].insert((n.key, id));
                     }
                 }
                 Some(_) => break,

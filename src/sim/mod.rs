@@ -218,6 +218,9 @@ struct Node {
     primary: EniId,
     ipam: Option<NodeIpam>,
     cap: Capacity,
+    /// `cap.key()`, kept with `cap` (the scheduler's index key; two
+    /// divisions saved on every bind and delete).
+    key: u64,
     /// Counted in `nodes_ready_empty_pool`.
     empty_counted: bool,
     /// Failed ipamd inits so far (aws-node restarts).

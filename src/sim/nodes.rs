@@ -187,6 +187,7 @@ impl Simulation {
                     state: NodeState::Booting,
                     primary,
                     ipam: None,
+                    key: cap.key(),
                     cap,
                     empty_counted: false,
                     init_failures: 0,
@@ -548,7 +549,7 @@ impl Simulation {
         node.state = NodeState::Ready;
         let now = self.queue.now();
         node.last_pod_event = now;
-        let key = node.cap.key();
+        let key = node.key;
         self.observer.node_ready(node.launched_at, now);
         self.karpenter_touch(id, key);
         let node = self.nodes[id as usize].as_ref().expect("live");
@@ -602,7 +603,8 @@ impl Simulation {
     pub(super) fn index_insert(&mut self, id: u32) {
         self.gained.push(id);
         let node = self.nodes[id as usize].as_ref().expect("live");
-        let key = (node.cap.key(), id);
+        debug_assert_eq!(node.key, node.cap.key(), "key kept with cap");
+        let key = (node.key, id);
         if self.ready_pool.len() > 1 {
             self.ready_all.insert(key);
         }
@@ -612,7 +614,8 @@ impl Simulation {
 
     pub(super) fn index_remove(&mut self, id: u32) {
         let node = self.nodes[id as usize].as_ref().expect("live");
-        let key = (node.cap.key(), id);
+        debug_assert_eq!(node.key, node.cap.key(), "key kept with cap");
+        let key = (node.key, id);
         if self.ready_pool.len() > 1 {
             self.ready_all.remove(&key);
         }

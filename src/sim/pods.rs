@@ -133,7 +133,7 @@ impl Simulation {
                                 continue;
                             }
                             list.push(n);
-                            let k = x.cap.key();
+                            let k = x.key;
                             let better = match (best, most) {
                                 (None, _) => true,
                                 (Some((bk, bn)), false) => (k, n) < (bk, bn),
@@ -182,11 +182,12 @@ impl Simulation {
         let now = self.queue.now();
         let node = self.nodes[n as usize].as_mut().expect("live node");
         let before = node.cap;
-        let old = (before.key(), n);
+        let old = (node.key, n);
         f(&mut node.cap);
+        node.key = node.cap.key();
         node.last_pod_event = now;
         let c = node.cap;
-        let new = (c.key(), n);
+        let new = (node.key, n);
         let pool = node.pool;
         let schedulable = node.schedulable();
         self.karpenter_touch(n, old.0);

@@ -128,6 +128,7 @@ impl Simulation {
             state: NodeState::Ready,
             primary: enis[0],
             ipam: Some(ipam),
+            key: cap.key(),
             cap,
             empty_counted: false,
             init_failures: 0,
