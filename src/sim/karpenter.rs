@@ -551,7 +551,8 @@ impl Simulation {
     }
 
     /// Node `id` entered (`true`) or left the scheduler's index under
-    /// `key`: so it does the consolidatable set.
+    /// `key`; a consolidatable node enters or leaves the consolidatable set
+    /// with it.
     pub(super) fn karpenter_indexed(&mut self, id: u32, key: u64, entered: bool) {
         let node = self.nodes[id as usize].as_ref().expect("live");
         if node.ripe {
