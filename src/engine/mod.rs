@@ -14,17 +14,19 @@
 //!
 //! Because time never goes back, the queue is a radix heap (Ahuja, Mehlhorn,
 //! Orlin and Tarjan, "Faster algorithms for the shortest path problem",
-//! 1990) rather than a binary heap: bucket `i` holds the events whose time
-//! first differs from the last time taken (`last`) in bit `i - 1`, bucket 0
-//! those at `last` itself, in the order they came. Scheduling is an append;
-//! taking the next event is a read from bucket 0, or, when it is used up,
-//! one pass over the lowest non-empty bucket, which moves its events to
-//! lower buckets. Each event moves down at most 64 times, and in practice
-//! once or twice. Events at equal times are always in the same bucket (the
-//! bucket depends only on the time and `last`), and every move keeps their
-//! order, so bucket 0 serves them in the order they were scheduled: the
-//! `(time, sequence)` order, without storing a sequence number. A property
-//! test checks the order against a sorted map.
+//! 1990) rather than a binary heap, with a hexadecimal digit per level:
+//! bucket 0 holds the events at the last time taken (`last`), in the order
+//! they came; any other event sits in the bucket of the highest hex digit
+//! in which its time differs from `last` and of its value there, so
+//! ascending buckets hold ascending times. Scheduling is an append; taking
+//! the next event is a read from bucket 0, or, when it is used up, one pass
+//! over the lowest non-empty bucket (found in a bitmap), which moves its
+//! events to lower levels. An event moves down at most 16 times, and about
+//! five for one half an hour away. Events at equal times are always in the
+//! same bucket (the bucket depends only on the time and `last`), and every
+//! move keeps their order, so bucket 0 serves them in the order they were
+//! scheduled: the `(time, sequence)` order, without storing a sequence
+//! number. A property test checks the order against a sorted map.
 //!
 //! # Random streams
 //!
@@ -37,12 +39,16 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::time::Ms;
 
+/// Hexadecimal digits of a time (16 for 64 bits).
+const LEVELS: usize = 16;
+
 /// The event queue and clock.
 pub struct EventQueue<E> {
-    /// 65 buckets (see the module docs); bucket 0 is read from `head`.
+    /// `1 + LEVELS * 16` buckets (see the module docs); bucket 0 is read
+    /// from `head`.
     buckets: Vec<Vec<(Ms, E)>>,
-    /// Bit i - 1: bucket i (1 to 64) is not empty.
-    nonempty: u64,
+    /// Bit b - 1 (over the four words): bucket b is not empty.
+    nonempty: [u64; 4],
     head: usize,
     /// The time of the events in bucket 0: the last time taken, or zero.
     last: Ms,
@@ -60,8 +66,8 @@ impl<E: Copy> Default for EventQueue<E> {
 impl<E: Copy> EventQueue<E> {
     pub fn new() -> Self {
         EventQueue {
-            buckets: (0..65).map(|_| Vec::new()).collect(),
-            nonempty: 0,
+            buckets: (0..=LEVELS * 16).map(|_| Vec::new()).collect(),
+            nonempty: [0; 4],
             head: 0,
             last: Ms::ZERO,
             len: 0,
@@ -75,8 +81,16 @@ impl<E: Copy> EventQueue<E> {
         self.now
     }
 
+    /// Bucket 0 for `last` itself; else 1 + 16 × the level of the highest
+    /// hexadecimal digit in which `at` differs from `last` + that digit of
+    /// `at`: ascending buckets hold ascending times.
     fn bucket(&self, at: Ms) -> usize {
-        (64 - (at.0 ^ self.last.0).leading_zeros()) as usize
+        let x = at.0 ^ self.last.0;
+        if x == 0 {
+            return 0;
+        }
+        let level = (63 - x.leading_zeros() as usize) / 4;
+        1 + level * 16 + ((at.0 >> (level * 4)) & 15) as usize
     }
 
     /// Schedules `event` at `at` (never before now).
@@ -90,7 +104,7 @@ impl<E: Copy> EventQueue<E> {
         let b = self.bucket(at);
         self.buckets[b].push((at, event));
         if b > 0 {
-            self.nonempty |= 1 << (b - 1);
+            self.nonempty[(b - 1) / 64] |= 1 << ((b - 1) % 64);
         }
     }
 
@@ -101,16 +115,19 @@ impl<E: Copy> EventQueue<E> {
             self.buckets[0].clear();
             self.head = 0;
             // The lowest non-empty bucket holds the earliest events.
-            if self.nonempty == 0 {
-                return None;
-            }
-            let i = self.nonempty.trailing_zeros() as usize + 1;
+            let (w, bits) = self
+                .nonempty
+                .iter()
+                .enumerate()
+                .find(|(_, &b)| b != 0)
+                .map(|(w, &b)| (w, b))?;
+            let i = w * 64 + bits.trailing_zeros() as usize + 1;
             let m = self.buckets[i].iter().map(|e| e.0).min()?;
             if m > until {
                 return None; // nothing moves: `last` stays at or before now
             }
             self.last = m;
-            self.nonempty &= !(1 << (i - 1));
+            self.nonempty[w] &= !(1 << ((i - 1) % 64));
             let mut v = std::mem::take(&mut self.buckets[i]);
             for &(at, e) in &v {
                 self.put(at, e);
