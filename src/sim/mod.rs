@@ -258,6 +258,41 @@ struct Node {
 }
 
 impl Node {
+    /// A node launched at `now`: booting, without ipamd, pods or flags.
+    fn launched(
+        pool: u32,
+        itype: u16,
+        subnet: u32,
+        primary: EniId,
+        cap: Capacity,
+        now: Ms,
+    ) -> Self {
+        Node {
+            pool,
+            itype,
+            subnet,
+            state: NodeState::Booting,
+            primary,
+            ipam: None,
+            key: cap.key(),
+            cap,
+            empty_counted: false,
+            init_failures: 0,
+            launched_at: now,
+            pods: Vec::new(),
+            replaces: NONE,
+            cordoned: false,
+            noticed: false,
+            lost: false,
+            spot_group: NONE,
+            group_pos: 0,
+            last_pod_event: now,
+            ripe: false,
+            under_since: None,
+            trunk: None,
+        }
+    }
+
     /// In the scheduler's index of Ready nodes.
     fn schedulable(&self) -> bool {
         self.state == NodeState::Ready && !self.cordoned
@@ -622,6 +657,22 @@ impl Simulation {
         }
         let now = self.queue.now();
         self.observer.failure(now, f);
+    }
+
+    /// Adds a node; its pod-event clock starts now.
+    fn add_node(&mut self, node: Node) -> u32 {
+        let id = self.nodes.len() as u32;
+        self.nodes.push(Some(Box::new(node)));
+        self.karpenter_touch(id, 0);
+        id
+    }
+
+    /// How long a pool's nodes live: `max_lifetime`, else Karpenter's
+    /// `expire_after`.
+    fn node_lifetime(&self, pi: usize) -> Option<Ms> {
+        let p = &self.spec.pools[pi];
+        p.max_lifetime
+            .or(p.karpenter.as_ref().and_then(|k| k.expire_after))
     }
 
     /// A pool's live instances (launched, not yet terminated or vanished).

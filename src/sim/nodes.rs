@@ -178,34 +178,12 @@ impl Simulation {
                 if replaces != NONE {
                     detail.push_str(&format!(", replacing {}", node_name(replaces)));
                 }
-                let life = p.max_lifetime;
-                let expire = p.karpenter.as_ref().and_then(|k| k.expire_after);
-                self.nodes.push(Some(Box::new(Node {
-                    pool,
-                    itype,
-                    subnet: si,
-                    state: NodeState::Booting,
-                    primary,
-                    ipam: None,
-                    key: cap.key(),
-                    cap,
-                    empty_counted: false,
-                    init_failures: 0,
-                    launched_at: now,
-                    pods: Vec::new(),
+                let node = Node {
                     replaces,
-                    cordoned: false,
-                    noticed: false,
-                    lost: false,
-                    spot_group: NONE,
-                    group_pos: 0,
-                    last_pod_event: now,
-                    ripe: false,
-                    under_since: None,
-                    trunk: None,
-                })));
-                self.karpenter_touch(id, 0);
-                if let Some(life) = life.or(expire) {
+                    ..Node::launched(pool, itype, si, primary, cap, now)
+                };
+                self.add_node(node);
+                if let Some(life) = self.node_lifetime(pi) {
                     self.queue
                         .schedule(now + life, Event::NodeExpire { node: id });
                 }

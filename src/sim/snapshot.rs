@@ -118,34 +118,13 @@ impl Simulation {
         let (ipam, next) = NodeIpam::adopt(spec, &enis, now, &self.ec2);
         let t = &pt.instance;
         let cap = Capacity::fresh(t, pt.max_pods, self.spec.nodes.daemonset_pods);
-        let life = p
-            .max_lifetime
-            .or(p.karpenter.as_ref().and_then(|k| k.expire_after));
-        self.nodes.push(Some(Box::new(Node {
-            pool,
-            itype: 0,
-            subnet: si as u32,
+        let life = self.node_lifetime(pi);
+        let node = Node {
             state: NodeState::Ready,
-            primary: enis[0],
             ipam: Some(ipam),
-            key: cap.key(),
-            cap,
-            empty_counted: false,
-            init_failures: 0,
-            launched_at: now,
-            pods: Vec::new(),
-            replaces: NONE,
-            cordoned: false,
-            noticed: false,
-            lost: false,
-            spot_group: NONE,
-            group_pos: 0,
-            last_pod_event: now,
-            ripe: false,
-            under_since: None,
-            trunk: None,
-        })));
-        self.karpenter_touch(id, 0);
+            ..Node::launched(pool, 0, si as u32, enis[0], cap, now)
+        };
+        self.add_node(node);
         if let Some(t) = next {
             self.queue.schedule(t, Event::IpamdTick { node: id });
         }
