@@ -689,6 +689,9 @@ impl Observer {
         if at < self.warmup {
             return;
         }
+        if waiting > self.peak_waiting.0 {
+            self.peak_waiting = (waiting, at);
+        }
         if self.worst.is_empty() {
             self.worst = (0..self.subnets.len())
                 .map(|i| snapshot(ec2, i, at, fill))
@@ -697,9 +700,6 @@ impl Observer {
         let first_failure = std::mem::take(&mut self.first_icb_now);
         // No subnet changed and no first failure: no new worst moment.
         if first_failure.is_none() && ec2.version() == self.seen_version {
-            if waiting > self.peak_waiting.0 {
-                self.peak_waiting = (waiting, at);
-            }
             return;
         }
         self.seen_version = ec2.version();
@@ -712,9 +712,6 @@ impl Observer {
                 recapture(w, ec2, i, at, fill);
                 w.at_failure = first_failure == Some(i as u32);
             }
-        }
-        if waiting > self.peak_waiting.0 {
-            self.peak_waiting = (waiting, at);
         }
     }
 

@@ -69,8 +69,10 @@ impl Simulation {
         let policy = scheduler::policy(self.spec.scheduler.scoring);
         let most = self.spec.scheduler.scoring == crate::cluster::spec::Scoring::MostAllocated;
         // The log of nodes that gained room only matters while some
-        // workload remembers a failure; keep it bounded.
-        if self.gained.len() > 4 * self.nodes.len() + 4096 {
+        // workload remembers a failure; keep it bounded by the live nodes
+        // (clearing it only sends workloads back to the index: exact).
+        let live: u32 = self.gauges.iter().map(|g| g.nodes).sum();
+        if self.gained.len() > 4 * live as usize + 4096 {
             self.gained.clear();
             self.unfit.fill(None);
             self.cands.iter_mut().for_each(Vec::clear);
