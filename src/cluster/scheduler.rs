@@ -26,6 +26,9 @@ pub struct ReadyIndex {
     /// Keys from `BUCKETS` up.
     high: BTreeSet<(u64, u32)>,
     len: usize,
+    /// Emptied runs kept for reuse: a node moving to an empty bucket (or a
+    /// run splitting) takes one instead of allocating.
+    spare: Vec<Vec<u32>>,
 }
 
 impl Default for ReadyIndex {
@@ -35,6 +38,7 @@ impl Default for ReadyIndex {
             nonempty: [0; BUCKETS / 64],
             high: BTreeSet::new(),
             len: 0,
+            spare: Vec::new(),
         }
     }
 }
@@ -45,7 +49,7 @@ impl ReadyIndex {
         let added = match usize::try_from(key).ok().filter(|&k| k < BUCKETS) {
             Some(b) => {
                 self.nonempty[b / 64] |= 1 << (b % 64);
-                self.buckets[b].insert(n)
+                self.buckets[b].insert(n, &mut self.spare)
             }
             None => self.high.insert((key, n)),
         };
@@ -58,7 +62,7 @@ impl ReadyIndex {
         let removed = match usize::try_from(key).ok().filter(|&k| k < BUCKETS) {
             Some(b) => {
                 let set = &mut self.buckets[b];
-                let removed = set.remove(n);
+                let removed = set.remove(n, &mut self.spare);
                 if set.is_empty() {
                     self.nonempty[b / 64] &= !(1 << (b % 64));
                 }
@@ -135,9 +139,12 @@ impl IdSet {
             .min(self.runs.len() - 1)
     }
 
-    fn insert(&mut self, n: u32) -> bool {
+    /// Adds `n`; `spare`: emptied runs to take instead of allocating.
+    fn insert(&mut self, n: u32, spare: &mut Vec<Vec<u32>>) -> bool {
         if self.runs.is_empty() {
-            self.runs.push(vec![n]);
+            let mut run = spare.pop().unwrap_or_default();
+            run.push(n);
+            self.runs.push(run);
             self.last.push(n);
             return true;
         }
@@ -149,7 +156,9 @@ impl IdSet {
         run.insert(i, n);
         self.last[r] = *run.last().expect("not empty");
         if run.len() > RUN {
-            let tail = run.split_off(RUN / 2);
+            let mut tail = spare.pop().unwrap_or_default();
+            tail.extend_from_slice(&run[RUN / 2..]);
+            run.truncate(RUN / 2);
             self.last[r] = *run.last().expect("not empty");
             self.last.insert(r + 1, *tail.last().expect("not empty"));
             self.runs.insert(r + 1, tail);
@@ -157,7 +166,8 @@ impl IdSet {
         true
     }
 
-    fn remove(&mut self, n: u32) -> bool {
+    /// Removes `n`; an emptied run goes to `spare`.
+    fn remove(&mut self, n: u32, spare: &mut Vec<Vec<u32>>) -> bool {
         if self.runs.is_empty() {
             return false;
         }
@@ -170,7 +180,7 @@ impl IdSet {
         match run.last() {
             Some(&l) => self.last[r] = l,
             None => {
-                self.runs.remove(r);
+                spare.push(self.runs.remove(r));
                 self.last.remove(r);
             }
         }
