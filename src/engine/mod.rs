@@ -14,15 +14,16 @@
 //!
 //! Because time never goes back, the queue is a radix heap (Ahuja, Mehlhorn,
 //! Orlin and Tarjan, "Faster algorithms for the shortest path problem",
-//! 1990) rather than a binary heap, with a hexadecimal digit per level:
+//! 1990) rather than a binary heap, with a byte of the time per level:
 //! bucket 0 holds the events at the last time taken (`last`), in the order
-//! they came; any other event sits in the bucket of the highest hex digit
-//! in which its time differs from `last` and of its value there, so
-//! ascending buckets hold ascending times. Scheduling is an append; taking
-//! the next event is a read from bucket 0, or, when it is used up, one pass
-//! over the lowest non-empty bucket (found in a bitmap), which moves its
-//! events to lower levels. An event moves down at most 16 times, and about
-//! five for one half an hour away. Events at equal times are always in the
+//! they came; any other event sits in the bucket of the highest byte in
+//! which its time differs from `last` and of its value there, so ascending
+//! buckets hold ascending times. Scheduling is an append; taking the next
+//! event is a read from bucket 0, or, when it is used up, one pass over the
+//! lowest non-empty bucket (found in a two-level bitmap), which moves its
+//! events to lower levels. A bucket of the lowest level holds a single time,
+//! so it becomes bucket 0 whole (a swap, no event moves). An event moves
+//! down at most 7 times, and once or twice for one half an hour away. Events at equal times are always in the
 //! same bucket (the bucket depends only on the time and `last`), and every
 //! move keeps their order, so bucket 0 serves them in the order they were
 //! scheduled: the `(time, sequence)` order, without storing a sequence
@@ -39,16 +40,24 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::time::Ms;
 
-/// Hexadecimal digits of a time (16 for 64 bits).
-const LEVELS: usize = 16;
+/// Bits of a time per level of the radix heap: a byte per level.
+const DIGIT: u32 = 8;
+/// Buckets per level.
+const RADIX: usize = 1 << DIGIT;
+/// Levels for a 64-bit time.
+const LEVELS: usize = 64 / DIGIT as usize;
+/// Words of the bitmap of non-empty buckets (bucket 0 aside).
+const WORDS: usize = LEVELS * RADIX / 64;
 
 /// The event queue and clock.
 pub struct EventQueue<E> {
-    /// `1 + LEVELS * 16` buckets (see the module docs); bucket 0 is read
+    /// `1 + LEVELS * RADIX` buckets (see the module docs); bucket 0 is read
     /// from `head`.
     buckets: Vec<Vec<(Ms, E)>>,
-    /// Bit b - 1 (over the four words): bucket b is not empty.
-    nonempty: [u64; 4],
+    /// Bit b - 1 (over the words): bucket b is not empty.
+    nonempty: [u64; WORDS],
+    /// Bit w: word w of `nonempty` is not zero.
+    summary: u32,
     head: usize,
     /// The time of the events in bucket 0: the last time taken, or zero.
     last: Ms,
@@ -56,6 +65,8 @@ pub struct EventQueue<E> {
     now: Ms,
     processed: u64,
 }
+
+const _: () = assert!(WORDS <= 32, "the summary is one u32");
 
 impl<E: Copy> Default for EventQueue<E> {
     fn default() -> Self {
@@ -66,8 +77,9 @@ impl<E: Copy> Default for EventQueue<E> {
 impl<E: Copy> EventQueue<E> {
     pub fn new() -> Self {
         EventQueue {
-            buckets: (0..=LEVELS * 16).map(|_| Vec::new()).collect(),
-            nonempty: [0; 4],
+            buckets: (0..=LEVELS * RADIX).map(|_| Vec::new()).collect(),
+            nonempty: [0; WORDS],
+            summary: 0,
             head: 0,
             last: Ms::ZERO,
             len: 0,
@@ -81,16 +93,16 @@ impl<E: Copy> EventQueue<E> {
         self.now
     }
 
-    /// Bucket 0 for `last` itself; else 1 + 16 × the level of the highest
-    /// hexadecimal digit in which `at` differs from `last` + that digit of
+    /// Bucket 0 for `last` itself; else 1 + `RADIX` × the level of the
+    /// highest digit in which `at` differs from `last` + that digit of
     /// `at`: ascending buckets hold ascending times.
     fn bucket(&self, at: Ms) -> usize {
         let x = at.0 ^ self.last.0;
         if x == 0 {
             return 0;
         }
-        let level = (63 - x.leading_zeros() as usize) / 4;
-        1 + level * 16 + ((at.0 >> (level * 4)) & 15) as usize
+        let level = ((63 - x.leading_zeros()) / DIGIT) as usize;
+        1 + level * RADIX + ((at.0 >> (level as u32 * DIGIT)) as usize & (RADIX - 1))
     }
 
     /// Schedules `event` at `at` (never before now).
@@ -104,7 +116,9 @@ impl<E: Copy> EventQueue<E> {
         let b = self.bucket(at);
         self.buckets[b].push((at, event));
         if b > 0 {
-            self.nonempty[(b - 1) / 64] |= 1 << ((b - 1) % 64);
+            let w = (b - 1) / 64;
+            self.nonempty[w] |= 1 << ((b - 1) % 64);
+            self.summary |= 1 << w;
         }
     }
 
@@ -115,25 +129,38 @@ impl<E: Copy> EventQueue<E> {
             self.buckets[0].clear();
             self.head = 0;
             // The lowest non-empty bucket holds the earliest events.
-            let (w, bits) = self
-                .nonempty
-                .iter()
-                .enumerate()
-                .find(|(_, &b)| b != 0)
-                .map(|(w, &b)| (w, b))?;
-            let i = w * 64 + bits.trailing_zeros() as usize + 1;
-            let m = self.buckets[i].iter().map(|e| e.0).min()?;
+            if self.summary == 0 {
+                return None;
+            }
+            let w = self.summary.trailing_zeros() as usize;
+            let i = w * 64 + self.nonempty[w].trailing_zeros() as usize + 1;
+            // A bucket of the lowest level holds one time (its events agree
+            // with `last` on every higher digit, and on this one).
+            let level0 = i <= RADIX;
+            let m = if level0 {
+                self.buckets[i][0].0
+            } else {
+                self.buckets[i].iter().map(|e| e.0).min()?
+            };
             if m > until {
                 return None; // nothing moves: `last` stays at or before now
             }
             self.last = m;
             self.nonempty[w] &= !(1 << ((i - 1) % 64));
-            let mut v = std::mem::take(&mut self.buckets[i]);
-            for &(at, e) in &v {
-                self.put(at, e);
+            if self.nonempty[w] == 0 {
+                self.summary &= !(1 << w);
             }
-            v.clear();
-            self.buckets[i] = v;
+            if level0 {
+                // All of it is due at `m`, in order: it becomes bucket 0.
+                self.buckets.swap(0, i);
+            } else {
+                let mut v = std::mem::take(&mut self.buckets[i]);
+                for &(at, e) in &v {
+                    self.put(at, e);
+                }
+                v.clear();
+                self.buckets[i] = v;
+            }
         }
         if self.last > until {
             return None;
@@ -210,7 +237,7 @@ mod tests {
         fn radix_queue_keeps_time_then_sequence(
             ops in proptest::collection::vec((0u64..4, 0u8..4, proptest::bool::ANY, 0u32..12), 1..400),
             until_step in 0u64..3,
-            far in 0u32..30,
+            far in 0u32..56,
         ) {
             let mut q = EventQueue::new();
             let mut reference = std::collections::BTreeMap::new();
