@@ -323,21 +323,24 @@ pub struct InitOutcome {
 
 /// One node's ipamd.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct NodeIpam {
-    spec: IpamSpec,
-    limits: NodeLimits,
+    // What a pod's sandbox and deletion read first (`repr(C)`: in this
+    // order, in the node's cache lines after its scheduler fields).
     enis: Vec<NodeEni>,
     stats: PoolStats,
-    last_decrease: Option<Ms>,
-    last_insufficient: Option<Ms>,
+    /// False while aws-node is down after a failed init: no decisions.
+    running: bool,
+    /// The decision already asked for, if any.
+    scheduled: Option<Ms>,
     /// Decisions fall on `anchor + k * 5 s`.
     anchor: Ms,
     /// No decision before this (the last one's time + 1 ms, or the first).
     earliest: Ms,
-    /// The decision already asked for, if any.
-    scheduled: Option<Ms>,
-    /// False while aws-node is down after a failed init: no decisions.
-    running: bool,
+    limits: NodeLimits,
+    spec: IpamSpec,
+    last_decrease: Option<Ms>,
+    last_insufficient: Option<Ms>,
     /// Reused scratch space (no allocation per pod or decision).
     scratch: Vec<u32>,
     scratch2: Vec<u32>,

@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::addr::ec2::{EniOwner, OwnerKind};
 use crate::addr::{Ec2, Ec2Op, EniId, Subnet, SubnetId};
 use crate::cluster::autoscaling::Autoscaler;
-use crate::cluster::scheduler::{self, Capacity, ReadyIndex};
+use crate::cluster::scheduler::{self, Capacity, KeyDivisors, ReadyIndex};
 use crate::cluster::spec::{CapacityType, ClusterSpec};
 use crate::engine::{stream, EventQueue};
 use crate::ipamd::{policy, EniSubnets, IpamEvent, IpamSpec, NodeIpam, PodAddr};
@@ -209,47 +209,54 @@ enum NodeState {
     Ready,
 }
 
+/// A node. Fields are in the order a pod event reads them (`repr(C)`, on
+/// cache-line boundaries): the scheduler's view in the first line, the pod
+/// list and flags in the second, ipamd's datastore next, the rest last; a
+/// bind, sandbox or delete touches three or four lines of it, not six.
+#[repr(C, align(64))]
 struct Node {
-    pool: u32,
-    /// Index into the pool's types.
-    itype: u16,
-    subnet: u32,
-    state: NodeState,
-    primary: EniId,
-    ipam: Option<NodeIpam>,
     cap: Capacity,
     /// `cap.key()`, kept with `cap` (the scheduler's index key; two
     /// divisions saved on every bind and delete).
     key: u64,
+    /// When a pod last bound to or left this node (Karpenter's
+    /// `consolidateAfter` counts from here).
+    last_pod_event: Ms,
+    /// Pods bound to this node, with their workloads (each pod knows its
+    /// place here: `Pod::slot`).
+    pods: Vec<(u32, u32)>,
+    /// `cap.key_by` reciprocals (`cap`'s allocatable never changes).
+    divisors: KeyDivisors,
+    pool: u32,
+    subnet: u32,
+    /// Index into the pool's types.
+    itype: u16,
+    state: NodeState,
+    /// Cordoned (tainted): out of the scheduler's index, being disrupted.
+    cordoned: bool,
+    /// Karpenter: `consolidate_after` has passed since `last_pod_event`
+    /// (set when the pass sees it; see `KarpenterState::ripe`).
+    ripe: bool,
+    /// The instance is gone but the Node object and its pods remain until
+    /// the unreachable toleration runs out.
+    lost: bool,
+    /// A spot notice was received.
+    noticed: bool,
     /// Counted in `nodes_ready_empty_pool`.
     empty_counted: bool,
+    ipam: Option<NodeIpam>,
+    primary: EniId,
     /// Failed ipamd inits so far (aws-node restarts).
     init_failures: u32,
     /// When the node was launched.
     launched_at: Ms,
-    /// Pods bound to this node, with their workloads (each pod knows its
-    /// place here: `Pod::slot`).
-    pods: Vec<(u32, u32)>,
     /// The node this one replaces (drained once this one is Ready), or
     /// `NONE`.
     replaces: u32,
-    /// Cordoned (tainted): out of the scheduler's index, being disrupted.
-    cordoned: bool,
-    /// A spot notice was received.
-    noticed: bool,
-    /// The instance is gone but the Node object and its pods remain until
-    /// the unreachable toleration runs out.
-    lost: bool,
     /// The spot group it belongs to and its place in the group's list, or
     /// `NONE`.
     spot_group: u32,
     group_pos: u32,
-    /// When a pod last bound to or left this node (Karpenter's
-    /// `consolidateAfter` counts from here).
-    last_pod_event: Ms,
-    /// Karpenter: `consolidate_after` has passed since `last_pod_event`
-    /// (set when the pass sees it; see `KarpenterState::ripe`).
-    ripe: bool,
     /// Cluster Autoscaler: since when the node is under the utilization
     /// threshold.
     under_since: Option<Ms>,
@@ -275,6 +282,7 @@ impl Node {
             primary,
             ipam: None,
             key: cap.key(),
+            divisors: KeyDivisors::of(&cap),
             cap,
             empty_counted: false,
             init_failures: 0,
@@ -383,7 +391,12 @@ pub struct Simulation {
     ready_pool: Vec<ReadyIndex>,
     /// Each workload's pods, oldest first, as (id, generation): ids are
     /// reused, so an entry whose generation no longer matches is stale.
+    /// Kept only for the workloads that pick pods by age (`tracked`: an
+    /// HPA's scale-down, a rollout, `restart_every`); a job template's
+    /// pods are never picked, and their list cost a cache miss or two a
+    /// pod.
     workload_pods: Vec<VecDeque<(u32, u32)>>,
+    tracked: Vec<bool>,
     /// Consumer ENIs per subnet and group.
     consumer_enis: Vec<Vec<VecDeque<EniId>>>,
     pub gauges: Vec<SubnetGauges>,
@@ -498,6 +511,11 @@ impl Simulation {
             ready_all: ReadyIndex::default(),
             ready_pool: vec![ReadyIndex::default(); spec.pools.len()],
             workload_pods: vec![VecDeque::new(); spec.workloads.len()],
+            tracked: spec
+                .workloads
+                .iter()
+                .map(|w| w.hpa.is_some() || w.rollout.is_some() || w.restart_every.is_some())
+                .collect(),
             consumer_enis: vec![Vec::new(); n_sub],
             gauges: vec![SubnetGauges::default(); n_sub],
             rotation: vec![VecDeque::new(); spec.pools.len()],
@@ -955,8 +973,13 @@ pub fn node_name(id: u32) -> String {
 
 /// [`node_name`] appended to `out`.
 pub fn write_node_name(out: &mut String, id: u32) {
-    use std::fmt::Write as _;
-    let _ = write!(out, "i-{id:017x}");
+    out.push_str("i-");
+    // 17 hex digits of a 32-bit id: nine zeros, then its eight digits.
+    out.push_str("000000000");
+    for k in (0..8).rev() {
+        let d = (id >> (4 * k)) & 15;
+        out.push(char::from(b"0123456789abcdef"[d as usize]));
+    }
 }
 
 /// `eni-` plus 17 hex digits.
