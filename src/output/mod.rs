@@ -126,7 +126,6 @@ impl<W: Write> RowSink for CsvSink<W> {
         // Fields written as text into reused buffers (serde's tuple
         // serializer cost several thousand instructions a row; the bytes
         // are the same).
-        use std::fmt::Write as _;
         let subnet = e.subnet.map_or("", |s| self.subnets[s as usize].as_str());
         let op = e.op.map_or("", |o| o.name());
         let [time, node, count, until] = &mut self.fields;
@@ -137,7 +136,7 @@ impl<W: Write> RowSink for CsvSink<W> {
             write_node_name(node, n);
         }
         count.clear();
-        let _ = write!(count, "{}", e.count);
+        crate::sim::observe::push_decimal(count, e.count);
         until.clear();
         if let Some(u) = e.until {
             write_secs(until, u);
