@@ -255,7 +255,6 @@ pub struct KarpenterState {
 struct Scratch {
     candidates: Vec<u32>,
     rooms: Vec<(u32, Room)>,
-    demand: Vec<Demand>,
     workloads: Vec<u32>,
     left: Vec<Demand>,
 }
@@ -696,6 +695,10 @@ impl Simulation {
                 .map(|&(_, id)| id)
                 .take(CANDIDATES_PER_PASS),
         );
+        // The candidates' demands: made when a node's pods changed since.
+        for &id in &s.candidates {
+            self.cache_demand(id, &mut s.workloads);
+        }
         // The other nodes' room in index order, read once per pass as far
         // as any candidate looks (nothing changes between candidates).
         s.rooms.clear();
@@ -704,8 +707,7 @@ impl Simulation {
             let rooms = &mut s.rooms;
             let mut verdict = None;
             for &id in &s.candidates {
-                self.node_demand_into(id, &mut s.demand, &mut s.workloads);
-                let demand = &s.demand;
+                let demand = &self.nodes[id as usize].as_ref().expect("live").demand;
                 let mut k = 0;
                 let nodes = &self.nodes;
                 let others = std::iter::from_fn(|| loop {
@@ -774,6 +776,21 @@ impl Simulation {
             }
         }
         self.karpenter.changed[pi] = false;
+    }
+
+    /// Makes node `id`'s cached demand current (`Node::demand`).
+    fn cache_demand(&mut self, id: u32, workloads: &mut Vec<u32>) {
+        let node = self.nodes[id as usize].as_ref().expect("live");
+        if node.demand_version == node.pods_version {
+            debug_assert_eq!(node.demand, self.node_demand(id), "demand cache");
+            return;
+        }
+        let node = self.nodes[id as usize].as_mut().expect("live");
+        let mut out = std::mem::take(&mut node.demand);
+        self.node_demand_into(id, &mut out, workloads);
+        let node = self.nodes[id as usize].as_mut().expect("live");
+        node.demand = out;
+        node.demand_version = node.pods_version;
     }
 
     /// A node's pods as demands, one per workload, in order of first

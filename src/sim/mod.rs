@@ -262,6 +262,13 @@ struct Node {
     under_since: Option<Ms>,
     /// The trunk ENI (security groups for pods), once attached.
     trunk: Option<EniId>,
+    /// Bumped at every change of `pods`.
+    pods_version: u32,
+    /// `pods` as demands (Karpenter's consolidation), as of
+    /// `demand_version`: a consolidatable node has had no pod event for
+    /// `consolidate_after`, so its demand is made once, not every pass.
+    demand: Vec<karpenter::Demand>,
+    demand_version: u32,
 }
 
 impl Node {
@@ -298,6 +305,9 @@ impl Node {
             ripe: false,
             under_since: None,
             trunk: None,
+            pods_version: 0,
+            demand: Vec::new(),
+            demand_version: u32::MAX,
         }
     }
 

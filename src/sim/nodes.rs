@@ -645,6 +645,7 @@ impl Simulation {
         let Some(node) = self.nodes[id as usize].as_mut() else {
             return 0;
         };
+        node.pods_version = node.pods_version.wrapping_add(1);
         let evicted = std::mem::take(&mut node.pods);
         for &(pid, w) in &evicted {
             self.delete_pod(pid);
