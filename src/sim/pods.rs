@@ -406,21 +406,17 @@ workloads:
         let sc = crate::scenario::parse(yaml, std::path::Path::new("t.yaml")).unwrap();
         let mut sim = Simulation::new(&sc, 1);
         sim.run_until(Ms::from_secs(12 * 3600), &mut observe::NullSink);
-        let w = sim
-            .spec
-            .workloads
-            .iter()
-            .position(|w| w.name == "builds")
-            .unwrap();
+        let index = |name: &str| {
+            sim.spec
+                .workloads
+                .iter()
+                .position(|w| w.name == name)
+                .unwrap()
+        };
+        let (w, web) = (index("builds"), index("web"));
         let live = sim.wl[w].live as usize;
         assert!((100..300).contains(&live), "{live}");
         assert!(sim.workload_pods[w].is_empty(), "job pods are not listed");
-        let web = sim
-            .spec
-            .workloads
-            .iter()
-            .position(|w| w.name == "web")
-            .unwrap();
         let live = sim.wl[web].live as usize;
         assert_eq!(live, 150);
         // Without the compaction it would hold every pod made: 150 and
