@@ -298,6 +298,26 @@ mod tests {
         }
     }
 
+    /// Bursts of events, near (lowest level) and far: once they are taken,
+    /// no bucket but bucket 0 keeps room for more than `SPARE` events.
+    #[test]
+    fn emptied_buckets_keep_little_room() {
+        let mut q = EventQueue::new();
+        for burst in 1..=20u64 {
+            let at = q.now().0 + burst * 300 + (burst % 3) * 70_000;
+            for e in 0..2_000u32 {
+                q.schedule(Ms(at), e);
+            }
+            while q.pop_until(Ms(at)).is_some() {}
+        }
+        assert!(q.is_empty());
+        let roomy = q.buckets[1..]
+            .iter()
+            .filter(|b| b.capacity() > SPARE)
+            .count();
+        assert_eq!(roomy, 0);
+    }
+
     #[test]
     fn streams_are_independent_and_stable() {
         let a1: u64 = stream(7, "nodes").gen();

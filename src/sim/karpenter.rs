@@ -785,8 +785,7 @@ impl Simulation {
             debug_assert_eq!(node.demand, self.node_demand(id), "demand cache");
             return;
         }
-        let node = self.nodes[id as usize].as_mut().expect("live");
-        let mut out = std::mem::take(&mut node.demand);
+        let mut out = std::mem::take(&mut self.nodes[id as usize].as_mut().expect("live").demand);
         self.node_demand_into(id, &mut out, workloads);
         let node = self.nodes[id as usize].as_mut().expect("live");
         node.demand = out;

@@ -262,7 +262,7 @@ struct Node {
     under_since: Option<Ms>,
     /// The trunk ENI (security groups for pods), once attached.
     trunk: Option<EniId>,
-    /// Bumped at every change of `pods`.
+    /// Moves at every change of `pods` (`pods_mut`).
     pods_version: u32,
     /// `pods` as demands (Karpenter's consolidation), as of
     /// `demand_version`: a consolidatable node has had no pod event for
@@ -309,6 +309,13 @@ impl Node {
             demand: Vec::new(),
             demand_version: u32::MAX,
         }
+    }
+
+    /// The pod list, for a change: its version moves, so the cached demand
+    /// made of it is stale.
+    fn pods_mut(&mut self) -> &mut Vec<(u32, u32)> {
+        self.pods_version = self.pods_version.wrapping_add(1);
+        &mut self.pods
     }
 
     /// In the scheduler's index of Ready nodes.

@@ -645,8 +645,7 @@ impl Simulation {
         let Some(node) = self.nodes[id as usize].as_mut() else {
             return 0;
         };
-        node.pods_version = node.pods_version.wrapping_add(1);
-        let evicted = std::mem::take(&mut node.pods);
+        let evicted = std::mem::take(node.pods_mut());
         for &(pid, w) in &evicted {
             self.delete_pod(pid);
             self.new_pod(w);

@@ -226,9 +226,10 @@ impl Simulation {
             c.pods += 1;
             c.branch_used += sgp;
         });
-        let node = self.nodes[n as usize].as_mut().expect("live node");
-        node.pods_version = node.pods_version.wrapping_add(1);
-        let list = &mut node.pods;
+        let list = self.nodes[n as usize]
+            .as_mut()
+            .expect("live node")
+            .pods_mut();
         let slot = list.len() as u32;
         list.push((pid, self.pods[pid as usize].workload));
         let pod = &mut self.pods[pid as usize];
@@ -348,8 +349,7 @@ impl Simulation {
                 // Not there when the node's list was taken (a drain).
                 let i = pod.slot as usize;
                 if node.pods.get(i).is_some_and(|&(p, _)| p == pid) {
-                    node.pods_version = node.pods_version.wrapping_add(1);
-                    node.pods.swap_remove(i);
+                    node.pods_mut().swap_remove(i);
                     if let Some(&(moved, _)) = node.pods.get(i) {
                         self.pods[moved as usize].slot = i as u32;
                     }

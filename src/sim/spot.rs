@@ -351,8 +351,7 @@ impl Simulation {
         let Some(node) = self.nodes[id as usize].as_mut() else {
             return;
         };
-        node.pods_version = node.pods_version.wrapping_add(1);
-        let pods = std::mem::take(&mut node.pods);
+        let pods = std::mem::take(node.pods_mut());
         let si = node.subnet;
         for &(pid, w) in &pods {
             self.delete_pod(pid);
