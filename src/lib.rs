@@ -2,7 +2,8 @@
 //! /28 fragmentation under the VPC CNI's prefix delegation.
 //!
 //! Layers, lowest first (each depends only on those above it in this list):
-//! - [`time`]: integer-millisecond time (a leaf every layer uses);
+//! - [`time`]: integer-millisecond time, and [`bitmap`], a set of ids
+//!   (leaves every layer uses);
 //! - [`addr`]: subnet address space and EC2 allocation;
 //! - [`catalog`]: the instance-type catalogue and the max-pods calculator;
 //! - [`ipamd`]: the VPC CNI's per-node IP manager;
@@ -19,6 +20,7 @@
 //! The command-line interface is in the binary (`src/cli.rs`).
 
 pub mod addr;
+pub mod bitmap;
 pub mod catalog;
 pub mod cluster;
 pub mod engine;

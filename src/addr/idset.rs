@@ -2,8 +2,8 @@
 //! answers the two placement questions in constant time:
 //!
 //! - a uniformly random member (`nth` over a dense vector), and
-//! - the lowest member (a three-level bitmap, so a /16 needs at most three
-//!   word lookups).
+//! - the lowest member (a [`Bitmap`], so a /16 needs at most three word
+//!   lookups).
 //!
 //! Insert and remove are O(1) (swap-remove in the dense vector plus bitmap
 //! updates). This is what lets the allocator stay cheap on a fragmented /16.
@@ -14,30 +14,21 @@ pub struct IdSet {
     dense: Vec<u32>,
     /// Position of each id in `dense`, `u32::MAX` when absent.
     pos: Vec<u32>,
-    /// `levels[0]` has one bit per id; each further level one bit per
-    /// non-zero word of the level below. The last level is a single word.
-    levels: Vec<Vec<u64>>,
+    /// The members as a bitmap (the lowest in a few word lookups).
+    bits: Bitmap,
 }
+
+use crate::bitmap::Bitmap;
 
 const ABSENT: u32 = u32::MAX;
 
 impl IdSet {
     /// An empty set able to hold ids `0..capacity`.
     pub fn new(capacity: u32) -> Self {
-        let mut levels = Vec::new();
-        let mut n = capacity.max(1) as usize;
-        loop {
-            let words = n.div_ceil(64);
-            levels.push(vec![0u64; words]);
-            if words == 1 {
-                break;
-            }
-            n = words;
-        }
         IdSet {
             dense: Vec::new(),
             pos: vec![ABSENT; capacity as usize],
-            levels,
+            bits: Bitmap::with_capacity(capacity as usize),
         }
     }
 
@@ -60,16 +51,7 @@ impl IdSet {
         }
         self.pos[id as usize] = self.dense.len() as u32;
         self.dense.push(id);
-        let mut i = id as usize;
-        for level in self.levels.iter_mut() {
-            let (w, b) = (i / 64, i % 64);
-            let was_zero = level[w] == 0;
-            level[w] |= 1 << b;
-            if !was_zero {
-                break;
-            }
-            i = w;
-        }
+        self.bits.insert(id);
         true
     }
 
@@ -85,15 +67,7 @@ impl IdSet {
             self.pos[last as usize] = p as u32;
         }
         self.pos[id as usize] = ABSENT;
-        let mut i = id as usize;
-        for level in self.levels.iter_mut() {
-            let (w, b) = (i / 64, i % 64);
-            level[w] &= !(1 << b);
-            if level[w] != 0 {
-                break;
-            }
-            i = w;
-        }
+        self.bits.remove(id);
         true
     }
 
@@ -106,16 +80,7 @@ impl IdSet {
 
     /// The lowest member.
     pub fn min(&self) -> Option<u32> {
-        let top = self.levels.len() - 1;
-        if self.levels[top][0] == 0 {
-            return None;
-        }
-        let mut idx = 0usize;
-        for level in self.levels.iter().rev() {
-            let word = level[idx];
-            idx = idx * 64 + word.trailing_zeros() as usize;
-        }
-        Some(idx as u32)
+        self.bits.first()
     }
 }
 

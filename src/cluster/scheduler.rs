@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::spec::Scoring;
+use crate::bitmap::Bitmap;
 
 /// Index keys below this have a bucket each; larger keys (only possible
 /// for a node with no allocatable CPU or memory, or over-committed) go to
@@ -14,27 +15,31 @@ const BUCKETS: usize = 2048;
 /// The scheduler's index of Ready nodes: `(key, node)` pairs in ascending
 /// order, as a `BTreeSet<(u64, u32)>` would hold them, but bucketed by key
 /// (a key is at most 2000 per-mille for a node within its allocatable):
-/// an empty bucket costs a bit, not a visit, and a node's move to a new key
-/// is an edit of two short sorted runs of node ids. Keys are few in a real
-/// fleet (bench-large: 3 to 15 buckets hold every node, up to 2,800 in
-/// one), so a bucket is itself split into runs of at most `RUN` ids.
+/// an empty bucket costs a bit, not a visit, and a bucket is a [`Bitmap`]
+/// of node ids, so a node's move to a new key is two bit flips, with no
+/// search and no shifting of ids. Keys are few in a real fleet
+/// (bench-large: 3 to 15 buckets hold every node, up to 2,800 in one).
 #[derive(Clone, Debug)]
 pub struct ReadyIndex {
-    buckets: Vec<IdSet>,
+    buckets: Vec<Bitmap>,
     /// Bit k: bucket k is not empty.
     nonempty: [u64; BUCKETS / 64],
     /// Keys from `BUCKETS` up.
     high: BTreeSet<(u64, u32)>,
     len: usize,
-    /// Emptied runs kept for reuse: a node moving to an empty bucket (or a
-    /// run splitting) takes one instead of allocating.
-    spare: Vec<Vec<u32>>,
+    /// Emptied buckets' bitmaps (all zero, sized for the ids they held),
+    /// taken by a bucket that fills again: memory stays that of the
+    /// non-empty buckets and `SPARE` more, not of every key ever used.
+    spare: Vec<Bitmap>,
 }
+
+/// Most emptied bitmaps kept for reuse.
+const SPARE: usize = 16;
 
 impl Default for ReadyIndex {
     fn default() -> Self {
         ReadyIndex {
-            buckets: vec![IdSet::default(); BUCKETS],
+            buckets: vec![Bitmap::default(); BUCKETS],
             nonempty: [0; BUCKETS / 64],
             high: BTreeSet::new(),
             len: 0,
@@ -48,8 +53,14 @@ impl ReadyIndex {
     pub fn insert(&mut self, (key, n): (u64, u32)) -> bool {
         let added = match usize::try_from(key).ok().filter(|&k| k < BUCKETS) {
             Some(b) => {
-                self.nonempty[b / 64] |= 1 << (b % 64);
-                self.buckets[b].insert(n, &mut self.spare)
+                let bit = 1 << (b % 64);
+                if self.nonempty[b / 64] & bit == 0 {
+                    self.nonempty[b / 64] |= bit;
+                    if let Some(bits) = self.spare.pop() {
+                        self.buckets[b] = bits;
+                    }
+                }
+                self.buckets[b].insert(n)
             }
             None => self.high.insert((key, n)),
         };
@@ -62,9 +73,13 @@ impl ReadyIndex {
         let removed = match usize::try_from(key).ok().filter(|&k| k < BUCKETS) {
             Some(b) => {
                 let set = &mut self.buckets[b];
-                let removed = set.remove(n, &mut self.spare);
-                if set.is_empty() {
+                let removed = set.remove(n);
+                if removed && set.is_empty() {
                     self.nonempty[b / 64] &= !(1 << (b % 64));
+                    let bits = std::mem::take(set);
+                    if self.spare.len() < SPARE {
+                        self.spare.push(bits);
+                    }
                 }
                 removed
             }
@@ -103,6 +118,16 @@ impl ReadyIndex {
                 .flat_map(|b| self.buckets[b].iter_rev().map(move |n| (b as u64, n))),
         )
     }
+
+    /// Bitmaps holding memory (non-empty buckets and spares).
+    #[cfg(test)]
+    fn bitmaps_held(&self) -> usize {
+        self.nonempty
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum::<usize>()
+            + self.spare.len()
+    }
 }
 
 impl FromIterator<(u64, u32)> for ReadyIndex {
@@ -112,87 +137,6 @@ impl FromIterator<(u64, u32)> for ReadyIndex {
             x.insert(e);
         }
         x
-    }
-}
-
-/// Most ids in one run of an [`IdSet`] (a run that grows past it splits).
-const RUN: usize = 128;
-
-/// A set of node ids in ascending order, as sorted runs of at most `RUN`
-/// ids: an insert or removal moves at most a run's ids, not the set's.
-#[derive(Clone, Debug, Default)]
-struct IdSet {
-    runs: Vec<Vec<u32>>,
-    /// Each run's last (largest) id, to find a run without visiting it.
-    last: Vec<u32>,
-}
-
-impl IdSet {
-    fn is_empty(&self) -> bool {
-        self.runs.is_empty()
-    }
-
-    /// The run where `n` is or belongs.
-    fn run_of(&self, n: u32) -> usize {
-        self.last
-            .partition_point(|&l| l < n)
-            .min(self.runs.len() - 1)
-    }
-
-    /// Adds `n`; `spare`: emptied runs to take instead of allocating.
-    fn insert(&mut self, n: u32, spare: &mut Vec<Vec<u32>>) -> bool {
-        if self.runs.is_empty() {
-            let mut run = spare.pop().unwrap_or_default();
-            run.push(n);
-            self.runs.push(run);
-            self.last.push(n);
-            return true;
-        }
-        let r = self.run_of(n);
-        let run = &mut self.runs[r];
-        let Err(i) = run.binary_search(&n) else {
-            return false;
-        };
-        run.insert(i, n);
-        self.last[r] = *run.last().expect("not empty");
-        if run.len() > RUN {
-            let mut tail = spare.pop().unwrap_or_default();
-            tail.extend_from_slice(&run[RUN / 2..]);
-            run.truncate(RUN / 2);
-            self.last[r] = *run.last().expect("not empty");
-            self.last.insert(r + 1, *tail.last().expect("not empty"));
-            self.runs.insert(r + 1, tail);
-        }
-        true
-    }
-
-    /// Removes `n`; an emptied run goes to `spare`.
-    fn remove(&mut self, n: u32, spare: &mut Vec<Vec<u32>>) -> bool {
-        if self.runs.is_empty() {
-            return false;
-        }
-        let r = self.run_of(n);
-        let run = &mut self.runs[r];
-        let Ok(i) = run.binary_search(&n) else {
-            return false;
-        };
-        run.remove(i);
-        match run.last() {
-            Some(&l) => self.last[r] = l,
-            None => {
-                spare.push(self.runs.remove(r));
-                self.last.remove(r);
-            }
-        }
-        true
-    }
-
-    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.runs.iter().flatten().copied()
-    }
-
-    fn iter_rev(&self) -> impl Iterator<Item = u32> + '_ {
-        self.runs.iter().rev().flat_map(|r| r.iter().rev()).copied()
     }
 }
 
@@ -424,6 +368,31 @@ mod tests {
             proptest::prop_assert!(index.iter().eq(set.iter().copied()));
             proptest::prop_assert!(index.iter_rev().eq(set.iter().rev().copied()));
         }
+    }
+
+    /// A node moving through every key leaves no memory behind in the
+    /// buckets it left: what is held is the non-empty buckets and a few
+    /// spares (without the spares' cap, one bitmap per key ever used).
+    #[test]
+    fn emptied_buckets_give_their_memory_back() {
+        let mut index = ReadyIndex::default();
+        index.insert((0, 100_000));
+        for k in 1..BUCKETS as u64 {
+            assert!(index.remove(&(k - 1, 100_000)));
+            assert!(index.insert((k, 100_000)));
+        }
+        assert_eq!(index.len(), 1);
+        assert!(
+            index.bitmaps_held() <= 1 + SPARE,
+            "{}",
+            index.bitmaps_held()
+        );
+        let sized = index
+            .buckets
+            .iter()
+            .filter(|b| b.is_empty() && b.words() > 0)
+            .count();
+        assert_eq!(sized, 0, "emptied buckets keep no bitmap");
     }
 
     proptest::proptest! {
