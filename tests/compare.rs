@@ -73,7 +73,7 @@ fn compare_writes_every_variant_and_the_comparison() {
     );
     let md = String::from_utf8(files["comparison.md"].clone()).unwrap();
     assert!(
-        md.contains("| base | 0:40:03 | 5,752 | 0 | 2,876 | private-a=0 | 47 | 19.4 h |"),
+        md.contains("| base | 0:40:03 | 5,752 | 0 | 2,876 | private-a=0 | 47 | 19.3 h |"),
         "{md}"
     );
 }

@@ -402,8 +402,9 @@ fn cluster_autoscaler_scales_down_then_up_with_least_waste() {
     // on the first node Ready (1600m of 1930m), so 4 of the 6 nodes are
     // empty: each goes once unneeded for 10m (empty nodes in bulk), and
     // the group stops at its minimum of 2. At 30m, 12 batch pods (500m,
-    // 1Gi): the second node (empty) takes 3, 9 are unschedulable; the
-    // scan after the scheduler's pass (1810 s) compares:
+    // 1Gi): the second node (empty) takes 3, 9 are unschedulable (the
+    // scheduler's pass runs in the event that created them), so the scan
+    // at 1800 s, on the loop's 10 s grid, compares:
     //   small: 3 × m5.large (3 pods each): CPU waste (5790 − 4500) / 5790
     //     = 0.223, memory (3 × 6903 − 9 × 1024) / 20709 = 0.555: 0.778
     //   large: 1 × m5.2xlarge: (7910 − 4500) / 7910 = 0.431,
@@ -420,7 +421,7 @@ fn cluster_autoscaler_scales_down_then_up_with_least_waste() {
     assert!(downs[3]["detail"].ends_with("target 2"));
     let ups = of(&ev, "scale_up");
     assert_eq!(ups.len(), 1);
-    assert_eq!(t(ups[0]), 1810.0);
+    assert_eq!(t(ups[0]), 1800.0);
     assert!(
         ups[0]["detail"].starts_with("pool small: +3 nodes (target 5) for 9 unschedulable pods; expander least-waste among 2 groups"),
         "{:?}",

@@ -467,15 +467,18 @@ fn progress_bar_only_on_a_terminal_and_not_with_quiet() {
     ]);
     assert!(o.status.success());
     assert!(!stderr(&o).contains("simulating"), "{}", stderr(&o));
-    // A pseudo-terminal (util-linux `script`), a run longer than a moment.
+    // A pseudo-terminal (util-linux `script`), a run longer than a moment
+    // (the bar shows after 300 ms): simulated durations four times longer
+    // until it shows, in a debug or a release build; a run of 2 s without
+    // it fails.
     if Command::new("script").arg("--version").output().is_err() {
         eprintln!("`script` not found: the terminal case is not checked here");
         return;
     }
-    let pty = |extra: &str| {
+    let pty = |minutes: u64, extra: &str| {
         let log = dir.path().join("typescript");
         let cmd = format!(
-            "{bin} run {} --out {} {extra}",
+            "{bin} run {} --out {} --duration {minutes}m {extra}",
             scenario.display(),
             out.display()
         );
@@ -486,9 +489,20 @@ fn progress_bar_only_on_a_terminal_and_not_with_quiet() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&read(&log)).into_owned()
     };
-    assert!(pty("").contains("simulating ["), "a bar on the terminal");
+    let mut minutes = 20;
+    loop {
+        let started = std::time::Instant::now();
+        if pty(minutes, "").contains("simulating [") {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2) && minutes < 60 * 24 * 30,
+            "a bar on the terminal ({minutes} simulated minutes)"
+        );
+        minutes *= 4;
+    }
     assert!(
-        !pty("--quiet").contains("simulating"),
+        !pty(minutes, "--quiet").contains("simulating"),
         "no bar with --quiet"
     );
 }

@@ -94,17 +94,17 @@ fn first_sample_agrees_with_inspect_on_every_block_class() {
 
 #[test]
 fn from_snapshot_claims() {
-    // The scenario's comment: 446 free and 6 delegatable at the start, 17
-    // nodes adopted with 139 pods (8 on a node with 2 prefixes: 16 x (2 -
+    // The scenario's comment: 334 free and 4 delegatable at the start, 17
+    // nodes adopted with 216 pods (8 on a node with 2 prefixes: 16 x (2 -
     // 1) - 8; 19 on one with 3, capped by CPU: 1930m / 100m), the first
-    // InsufficientCidrBlocks 2.5 s after the 6h rollout with 350 free.
+    // InsufficientCidrBlocks 2.5 s after the 6h rollout with 270 free.
     let d = tempfile::tempdir().unwrap();
     run_to(&root().join("scenarios/from-snapshot.yaml"), d.path(), &[]);
     let rows = csv_rows(&d.path().join("timeseries.csv"));
-    assert_eq!(rows[0]["free_ips"], "446");
-    assert_eq!(rows[0]["delegatable_blocks"], "6");
+    assert_eq!(rows[0]["free_ips"], "334");
+    assert_eq!(rows[0]["delegatable_blocks"], "4");
     assert_eq!(rows[0]["nodes_ready"], "17");
-    assert_eq!(rows[0]["pods_running"], "139");
+    assert_eq!(rows[0]["pods_running"], "216");
     let ev = csv_rows(&d.path().join("events.csv"));
     let adopted: Vec<_> = ev.iter().filter(|r| r["kind"] == "node_adopted").collect();
     assert_eq!(adopted.len(), 17);
@@ -117,12 +117,12 @@ fn from_snapshot_claims() {
     let s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.path().join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["first_insufficient_cidr_blocks"]["time_s"], 21602.5);
-    assert_eq!(s["min_delegatable_blocks"][0]["free_ips_then"], 350);
-    assert!(s["peak_pods_waiting_ip"]["pods"].as_u64().unwrap() > 0);
-    // About 10 waiting after the rollout, 78 at the end.
+    assert_eq!(s["min_delegatable_blocks"][0]["free_ips_then"], 270);
+    assert_eq!(s["peak_pods_waiting_ip"]["pods"], 82);
+    // 10 waiting after the rollout, 46 at the end.
     let at = |t: &str| rows.iter().find(|r| r["time_s"] == t).unwrap()["pods_waiting_ip"].clone();
     assert_eq!(at("21900"), "10");
-    assert_eq!(rows.last().unwrap()["pods_waiting_ip"], "78");
+    assert_eq!(rows.last().unwrap()["pods_waiting_ip"], "46");
 }
 
 /// A scenario over a snapshot written into a temporary folder.

@@ -129,8 +129,6 @@ pub enum Event {
         pod: u32,
         gen: u32,
     },
-    /// kube-scheduler binds pending pods.
-    Schedule,
     WorkloadStart {
         workload: u32,
     },
@@ -401,7 +399,11 @@ pub struct Simulation {
     /// Pending pods per workload, in creation order.
     pending: Vec<VecDeque<u32>>,
     pods_pending: u32,
+    /// A scheduler pass is due at the end of this event (`settle`).
     schedule_queued: bool,
+    /// Pods bound in this event whose first sandbox has not run, in bind
+    /// order (`settle`).
+    creating: Vec<(u32, u32)>,
     /// Ready nodes by allocation: all, and per pool.
     /// (`ready_all` is kept only when there are several pools.)
     ready_all: ReadyIndex,
@@ -525,6 +527,7 @@ impl Simulation {
             pending: vec![VecDeque::new(); spec.workloads.len()],
             pods_pending: 0,
             schedule_queued: false,
+            creating: Vec::new(),
             ready_all: ReadyIndex::default(),
             ready_pool: vec![ReadyIndex::default(); spec.pools.len()],
             workload_pods: vec![VecDeque::new(); spec.workloads.len()],
@@ -570,6 +573,8 @@ impl Simulation {
         );
         sim.take_over_snapshots();
         sim.init();
+        // Adopted pods' sandboxes and the first pass, before any event.
+        sim.settle();
         sim
     }
 
@@ -819,7 +824,6 @@ impl Simulation {
             Event::RolloutStart { workload } => self.rollout_start(workload),
             Event::RolloutStep { workload } => self.rollout_step(workload),
             Event::PodSandbox { pod, gen } => self.pod_sandbox(pod, gen),
-            Event::Schedule => self.schedule_pending(),
             Event::WorkloadStart { workload } => self.workload_start(workload),
             Event::WorkloadReplace { workload } => self.workload_replace(workload),
             Event::ConsumerChurn { subnet, group } => self.consumer_churn(subnet, group),
@@ -831,6 +835,7 @@ impl Simulation {
                 }
             }
         }
+        self.settle();
     }
 
     fn sample(&mut self, at: Ms) {
