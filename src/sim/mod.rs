@@ -223,6 +223,9 @@ struct Node {
     /// Pods bound to this node, with their workloads (each pod knows its
     /// place here: `Pod::slot`).
     pods: Vec<(u32, u32)>,
+    /// Moves at every change of `pods` (`pods_mut`): kept beside it, so a
+    /// bind or delete does not touch a further cache line for it.
+    pods_version: u32,
     /// `cap.key_by` reciprocals (`cap`'s allocatable never changes).
     divisors: KeyDivisors,
     pool: u32,
@@ -260,8 +263,6 @@ struct Node {
     under_since: Option<Ms>,
     /// The trunk ENI (security groups for pods), once attached.
     trunk: Option<EniId>,
-    /// Moves at every change of `pods` (`pods_mut`).
-    pods_version: u32,
     /// `pods` as demands (Karpenter's consolidation), as of
     /// `demand_version`: a consolidatable node has had no pod event for
     /// `consolidate_after`, so its demand is made once, not every pass.
