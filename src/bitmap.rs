@@ -187,6 +187,28 @@ impl Bitmap {
         Some(i as u32)
     }
 
+    /// The lowest member for which `pred` holds, trying members in
+    /// ascending order (a loop over words, no iterator adaptors: the
+    /// scheduler's first fit).
+    #[inline]
+    pub fn find(&self, mut pred: impl FnMut(u32) -> bool) -> Option<u32> {
+        let leaf = self.levels.first()?;
+        let mut w = 0usize;
+        let mut bits = leaf[0];
+        loop {
+            while bits != 0 {
+                let id = (w * 64) as u32 + bits.trailing_zeros();
+                if pred(id) {
+                    return Some(id);
+                }
+                bits &= bits - 1;
+            }
+            let next = self.next_from(u32::try_from((w + 1) * 64).ok()?)? as usize;
+            w = next / 64;
+            bits = leaf[w] & (!0u64 << (next % 64));
+        }
+    }
+
     /// Members, ascending: a word's bits one by one, the next non-empty
     /// word found through the levels above.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
@@ -285,6 +307,9 @@ mod tests {
             proptest::prop_assert_eq!(b.is_empty(), set.is_empty());
             proptest::prop_assert!(b.iter().eq(set.iter().copied()));
             proptest::prop_assert!(b.iter_rev().eq(set.iter().rev().copied()));
+            let some: Vec<u32> = set.iter().copied().filter(|x| x % 3 == 1).collect();
+            proptest::prop_assert_eq!(b.find(|x| x % 3 == 1), some.first().copied());
+            proptest::prop_assert_eq!(b.find(|_| false), None);
             for p in probes {
                 proptest::prop_assert_eq!(b.next_from(p), set.range(p..).next().copied());
                 proptest::prop_assert_eq!(b.prev_from(p), set.range(..=p).next_back().copied());

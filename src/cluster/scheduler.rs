@@ -107,6 +107,22 @@ impl ReadyIndex {
             .chain(self.high.iter().copied())
     }
 
+    /// The first `(key, node)` in ascending order whose node `pred`
+    /// accepts: `iter().find(..)`, as word loops.
+    pub fn find(&self, mut pred: impl FnMut(u32) -> bool) -> Option<(u64, u32)> {
+        for (w, &word) in self.nonempty.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let b = w * 64 + bits.trailing_zeros() as usize;
+                if let Some(n) = self.buckets[b].find(&mut pred) {
+                    return Some((b as u64, n));
+                }
+                bits &= bits - 1;
+            }
+        }
+        self.high.iter().copied().find(|&(_, n)| pred(n))
+    }
+
     /// Descending `(key, node)`.
     pub fn iter_rev(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
         self.high.iter().rev().copied().chain(
@@ -296,9 +312,8 @@ impl Placement for LeastAllocated {
         cap: &dyn Fn(u32) -> Capacity,
     ) -> Option<u32> {
         index
-            .iter()
+            .find(|n| cap(n).fits(cpu, mem, branch))
             .map(|(_, n)| n)
-            .find(|&n| cap(n).fits(cpu, mem, branch))
     }
 }
 
@@ -366,6 +381,8 @@ mod tests {
                 proptest::prop_assert_eq!(index.len(), set.len());
             }
             proptest::prop_assert!(index.iter().eq(set.iter().copied()));
+            let odd = set.iter().copied().find(|&(_, n)| n % 2 == 1);
+            proptest::prop_assert_eq!(index.find(|n| n % 2 == 1), odd);
             proptest::prop_assert!(index.iter_rev().eq(set.iter().rev().copied()));
         }
     }
