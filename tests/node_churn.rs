@@ -242,21 +242,27 @@ fn spot_interruptions_scenario() {
     let d = shipped("spot-interruptions.yaml", &[]);
     let ev = events(&d);
     assert!(together(&ev) >= 0.92);
-    // The comment's figures: four events, 18 nodes reclaimed, 2 failed
-    // prefix requests, no pod ever waiting; private-b without a
-    // delegatable /28 for about 3 days (460 ten-minute samples).
-    assert_eq!(of(&ev, "spot_correlated_event").len(), 4);
-    assert_eq!(of(&ev, "spot_interruption").len(), 18);
+    // The comment's figures: two events (days 19 and 29), 5 nodes
+    // reclaimed, 1,236 failed prefix requests, no pod ever waiting;
+    // private-a without a delegatable /28 for about a day (158 ten-minute
+    // samples), private-b for about 2 hours (14).
+    let events_at: Vec<u64> = of(&ev, "spot_correlated_event")
+        .iter()
+        .map(|r| (t(r) / 86400.0) as u64 + 1)
+        .collect();
+    assert_eq!(events_at, [19, 29]);
+    assert_eq!(of(&ev, "spot_interruption").len(), 5);
     let s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.path().join("summary.json")).unwrap()).unwrap();
-    assert_eq!(s["failures"]["InsufficientCidrBlocks"], 2);
+    assert_eq!(s["failures"]["InsufficientCidrBlocks"], 1236);
     assert_eq!(s["peak_pods_waiting_ip"]["pods"], 0);
     let rows = csv_rows(&d.path().join("timeseries.csv"));
-    let dry = rows
-        .iter()
-        .filter(|r| r["subnet"] == "private-b" && r["delegatable_blocks"] == "0")
-        .count();
-    assert!((400..=500).contains(&dry), "{dry}");
+    let dry = |subnet: &str| {
+        rows.iter()
+            .filter(|r| r["subnet"] == subnet && r["delegatable_blocks"] == "0")
+            .count()
+    };
+    assert_eq!((dry("private-a"), dry("private-b")), (158, 14));
     assert!(of(&ev, "pods_evicted").is_empty());
     let d = shipped("spot-interruptions.yaml", &["--variant", "uncorrelated"]);
     assert_eq!(of(&events(&d), "spot_interruption").len(), 9);
@@ -266,6 +272,31 @@ fn spot_interruptions_scenario() {
         of(&ev, "pods_evicted").len(),
         of(&ev, "spot_interruption").len()
     );
+}
+
+#[test]
+fn correlated_spot_events_come_at_the_same_times_in_every_variant() {
+    // Common random numbers: a variant with another subnet or pool size
+    // has other nodes in each group, but the correlated events' times are
+    // drawn from their own stream (`spot_groups`), so they do not move;
+    // which nodes they hit may. (With the times drawn from `spot`, after
+    // each event's per-member draws, 14 nodes gave two events at other
+    // times than 20 nodes' four.)
+    let times = |extra: &[&str]| -> Vec<String> {
+        let d = shipped("spot-interruptions.yaml", extra);
+        of(&events(&d), "spot_correlated_event")
+            .iter()
+            .map(|r| r["time_s"].clone())
+            .collect()
+    };
+    let base = times(&[]);
+    assert_eq!(base.len(), 2);
+    let wider = times(&["--set", "subnets.private-a.cidr=10.0.4.0/22"]);
+    assert_eq!(base, wider);
+    let fewer = times(&["--set", "node_pools.spot.size=14"]);
+    assert_eq!(base, fewer);
+    let other_seed = times(&["--seed", "8"]);
+    assert_ne!(base, other_seed, "the times do come from the seed");
 }
 
 #[test]

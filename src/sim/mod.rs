@@ -183,6 +183,10 @@ pub struct Streams {
     pub consumers: ChaCha8Rng,
     /// Spot interruption times and which nodes a correlated event hits.
     pub spot: ChaCha8Rng,
+    /// When each correlated spot group's events come: apart from `spot`,
+    /// whose draws follow the nodes launched, so the events' times are the
+    /// same in every variant (common random numbers).
+    pub spot_groups: ChaCha8Rng,
     /// The Cluster Autoscaler's random expander and tie-breaks.
     pub cluster_autoscaler: ChaCha8Rng,
 }
@@ -195,6 +199,7 @@ impl Streams {
             node_boot: stream(seed, "node_boot"),
             consumers: stream(seed, "consumers"),
             spot: stream(seed, "spot"),
+            spot_groups: stream(seed, "spot_groups"),
             cluster_autoscaler: stream(seed, "cluster_autoscaler"),
         }
     }

@@ -105,7 +105,7 @@ impl Simulation {
             let spot = self.spot_spec(pool).expect("spot pool");
             if spot.correlated {
                 let h = group_event_hazard(spot);
-                let at = exp_delay_hazard(&mut self.rng.spot, h);
+                let at = exp_delay_hazard(&mut self.rng.spot_groups, h);
                 if at < self.duration {
                     self.queue
                         .schedule(at, Event::SpotGroup { group: g as u32 });
@@ -175,7 +175,7 @@ impl Simulation {
         let (pool, itype, zone) = (grp.pool, grp.itype, grp.zone);
         let spot = self.spot_spec(pool).expect("spot pool").clone();
         let now = self.queue.now();
-        let next = now + exp_delay_hazard(&mut self.rng.spot, group_event_hazard(&spot));
+        let next = now + exp_delay_hazard(&mut self.rng.spot_groups, group_event_hazard(&spot));
         if next < self.duration {
             self.queue.schedule(next, Event::SpotGroup { group: g });
         }
