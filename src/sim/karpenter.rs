@@ -3,7 +3,7 @@
 //! consolidation. Decisions are pure functions tested without the engine;
 //! docs/node-churn-model.md gives the sources.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use super::{Event, Launcher, Simulation, NONE};
 use crate::addr::SubnetId;
@@ -246,14 +246,29 @@ pub struct KarpenterState {
     /// Per pool: the schedulable nodes whose last pod event is at least
     /// `consolidate_after` ago (consolidatable), as (index key, node): the
     /// disruption pass's candidates, in the index's order, without a scan
-    /// of every node.
-    ripe: Vec<BTreeSet<(u64, u32)>>,
+    /// of every node; with what the pass works out about each.
+    ripe: Vec<BTreeMap<(u64, u32), Candidate>>,
+}
+
+/// A consolidatable node as the disruption pass sees it. A node leaves the
+/// set at its next pod event, so its pods do not change while it is here:
+/// its demand and its cheaper type are worked out once, at its first
+/// pass, and kept with its entry, where the next passes read them without
+/// touching the node (cold: untouched for `consolidate_after`).
+#[derive(Clone, Debug, Default)]
+struct Candidate {
+    /// Index into the pool's types.
+    itype: u16,
+    /// Its pods as demands (`node_demand`), once worked out.
+    demand: Option<Vec<Demand>>,
+    /// The cheapest type (earlier in the pool's list) taking all of its
+    /// pods, once looked for: `Some(None)` when none does.
+    cheaper: Option<Option<u16>>,
 }
 
 /// The disruption pass's buffers, kept between passes.
 #[derive(Default)]
 struct Scratch {
-    candidates: Vec<u32>,
     rooms: Vec<(u32, Room)>,
     workloads: Vec<u32>,
     left: Vec<Demand>,
@@ -266,6 +281,15 @@ const CONSOLIDATION_RECHECK: Ms = Ms(5 * 60_000);
 /// How long a subnet that failed a launch for want of addresses is left
 /// out (karpenter-provider-aws `UnavailableOfferingsTTL`).
 const SUBNET_UNAVAILABLE: Ms = Ms(3 * 60_000);
+
+impl Candidate {
+    fn of(itype: u16) -> Self {
+        Candidate {
+            itype,
+            ..Candidate::default()
+        }
+    }
+}
 
 impl KarpenterState {
     pub fn new(spec: &ClusterSpec) -> Self {
@@ -290,7 +314,7 @@ impl KarpenterState {
             wake_at: vec![Ms::ZERO; spec.pools.len()],
             recent: vec![VecDeque::new(); spec.pools.len()],
             scratch: Scratch::default(),
-            ripe: vec![BTreeSet::new(); spec.pools.len()],
+            ripe: vec![BTreeMap::new(); spec.pools.len()],
         }
     }
 }
@@ -557,7 +581,7 @@ impl Simulation {
         if node.ripe {
             let set = &mut self.karpenter.ripe[node.pool as usize];
             if entered {
-                set.insert((key, id));
+                set.insert((key, id), Candidate::of(node.itype));
             } else {
                 set.remove(&(key, id));
             }
@@ -581,7 +605,7 @@ impl Simulation {
                 Some(n) if t + after <= now => {
                     n.ripe = true;
                     if n.schedulable() {
-                        self.karpenter.ripe[pi].insert((n.key, id));
+                        self.karpenter.ripe[pi].insert((n.key, id), Candidate::of(n.itype));
                     }
                 }
                 Some(_) => break,
@@ -640,7 +664,7 @@ impl Simulation {
                     (now >= n.last_pod_event + after) == ripe
                 })
             };
-            debug_assert!(scan(true).eq(this.karpenter.ripe[pi].iter().copied()));
+            debug_assert!(scan(true).eq(this.karpenter.ripe[pi].keys().copied()));
             let first = scan(false)
                 .map(|(_, id)| this.nodes[id as usize].as_ref().expect("indexed"))
                 .map(|n| n.last_pod_event + after)
@@ -656,7 +680,7 @@ impl Simulation {
         let daemons = self.spec.nodes.daemonset_pods;
         // Emptiness: empty nodes sort first in the index (allocation 0).
         let mut empty = Vec::new();
-        for &(key, id) in &self.karpenter.ripe[pi] {
+        for &(key, id) in self.karpenter.ripe[pi].keys() {
             if key > 0 || empty.len() as u32 >= allowed {
                 break;
             }
@@ -686,18 +710,19 @@ impl Simulation {
             self.karpenter.changed[pi] = false;
             return;
         }
-        // Single-node consolidation, least allocated candidates first.
+        // Single-node consolidation, least allocated candidates first; their
+        // demands worked out at their first pass (see `Candidate`).
         let mut s = std::mem::take(&mut self.karpenter.scratch);
-        s.candidates.clear();
-        s.candidates.extend(
-            self.karpenter.ripe[pi]
-                .iter()
-                .map(|&(_, id)| id)
-                .take(CANDIDATES_PER_PASS),
-        );
-        // The candidates' demands: made when a node's pods changed since.
-        for &id in &s.candidates {
-            self.cache_demand(id, &mut s.workloads);
+        let mut ripe = std::mem::take(&mut self.karpenter.ripe[pi]);
+        for (&(_, id), c) in ripe.iter_mut().take(CANDIDATES_PER_PASS) {
+            match &c.demand {
+                None => {
+                    let mut d = Vec::new();
+                    self.node_demand_into(id, &mut d, &mut s.workloads);
+                    c.demand = Some(d);
+                }
+                Some(d) => debug_assert_eq!(*d, self.node_demand(id), "a candidate's pods changed"),
+            }
         }
         // The other nodes' room in index order, read once per pass as far
         // as any candidate looks (nothing changes between candidates).
@@ -706,8 +731,8 @@ impl Simulation {
             let mut order = self.ready_pool[pi].iter();
             let rooms = &mut s.rooms;
             let mut verdict = None;
-            for &id in &s.candidates {
-                let demand = &self.nodes[id as usize].as_ref().expect("live").demand;
+            for (&(_, id), c) in ripe.iter_mut().take(CANDIDATES_PER_PASS) {
+                let demand = c.demand.as_deref().expect("worked out above");
                 let mut k = 0;
                 let nodes = &self.nodes;
                 let others = std::iter::from_fn(|| loop {
@@ -729,22 +754,28 @@ impl Simulation {
                 }
                 // Replace: a cheaper type (earlier in the pool's list) that
                 // takes all its pods.
-                let cur = self.nodes[id as usize].as_ref().expect("live").itype as usize;
+                let cur = c.itype as usize;
                 let left = &mut s.left;
-                let cheaper = (0..cur).find(|&k| {
-                    let mut room = self.type_room(&self.spec.pools[pi].types[k]);
-                    left.clear();
-                    left.extend_from_slice(demand);
-                    room.fill(left);
-                    left.iter().all(|x| x.count == 0)
+                let types = &self.spec.pools[pi].types;
+                let cheaper = *c.cheaper.get_or_insert_with(|| {
+                    (0..cur)
+                        .find(|&k| {
+                            let mut room = self.type_room(&types[k]);
+                            left.clear();
+                            left.extend_from_slice(demand);
+                            room.fill(left);
+                            left.iter().all(|x| x.count == 0)
+                        })
+                        .map(|k| k as u16)
                 });
                 if let Some(k) = cheaper {
-                    verdict = Some((id, Ok((cur, k))));
+                    verdict = Some((id, Ok((cur, k as usize))));
                     break;
                 }
             }
             verdict
         };
+        self.karpenter.ripe[pi] = ripe;
         self.karpenter.scratch = s;
         let si = verdict.and_then(|(id, _)| self.nodes[id as usize].as_ref().map(|n| n.subnet));
         match verdict {
@@ -776,20 +807,6 @@ impl Simulation {
             }
         }
         self.karpenter.changed[pi] = false;
-    }
-
-    /// Makes node `id`'s cached demand current (`Node::demand`).
-    fn cache_demand(&mut self, id: u32, workloads: &mut Vec<u32>) {
-        let node = self.nodes[id as usize].as_ref().expect("live");
-        if node.demand_version == node.pods_version {
-            debug_assert_eq!(node.demand, self.node_demand(id), "demand cache");
-            return;
-        }
-        let mut out = std::mem::take(&mut self.nodes[id as usize].as_mut().expect("live").demand);
-        self.node_demand_into(id, &mut out, workloads);
-        let node = self.nodes[id as usize].as_mut().expect("live");
-        node.demand = out;
-        node.demand_version = node.pods_version;
     }
 
     /// A node's pods as demands, one per workload, in order of first

@@ -228,9 +228,6 @@ struct Node {
     /// Pods bound to this node, with their workloads (each pod knows its
     /// place here: `Pod::slot`).
     pods: Vec<(u32, u32)>,
-    /// Moves at every change of `pods` (`pods_mut`): kept beside it, so a
-    /// bind or delete does not touch a further cache line for it.
-    pods_version: u32,
     /// `cap.key_by` reciprocals (`cap`'s allocatable never changes).
     divisors: KeyDivisors,
     pool: u32,
@@ -268,11 +265,6 @@ struct Node {
     under_since: Option<Ms>,
     /// The trunk ENI (security groups for pods), once attached.
     trunk: Option<EniId>,
-    /// `pods` as demands (Karpenter's consolidation), as of
-    /// `demand_version`: a consolidatable node has had no pod event for
-    /// `consolidate_after`, so its demand is made once, not every pass.
-    demand: Vec<karpenter::Demand>,
-    demand_version: u32,
 }
 
 impl Node {
@@ -309,17 +301,7 @@ impl Node {
             ripe: false,
             under_since: None,
             trunk: None,
-            pods_version: 0,
-            demand: Vec::new(),
-            demand_version: u32::MAX,
         }
-    }
-
-    /// The pod list, for a change: its version moves, so the cached demand
-    /// made of it is stale.
-    fn pods_mut(&mut self) -> &mut Vec<(u32, u32)> {
-        self.pods_version = self.pods_version.wrapping_add(1);
-        &mut self.pods
     }
 
     /// In the scheduler's index of Ready nodes.

@@ -645,7 +645,7 @@ impl Simulation {
         let Some(node) = self.nodes[id as usize].as_mut() else {
             return 0;
         };
-        let evicted = std::mem::take(node.pods_mut());
+        let evicted = std::mem::take(&mut node.pods);
         for &(pid, w) in &evicted {
             self.delete_pod(pid);
             self.new_pod(w);

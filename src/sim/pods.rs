@@ -251,10 +251,7 @@ impl Simulation {
             c.pods += 1;
             c.branch_used += sgp;
         });
-        let list = self.nodes[n as usize]
-            .as_mut()
-            .expect("live node")
-            .pods_mut();
+        let list = &mut self.nodes[n as usize].as_mut().expect("live node").pods;
         let slot = list.len() as u32;
         list.push((pid, self.pods[pid as usize].workload));
         let pod = &mut self.pods[pid as usize];
@@ -374,7 +371,7 @@ impl Simulation {
                 // Not there when the node's list was taken (a drain).
                 let i = pod.slot as usize;
                 if node.pods.get(i).is_some_and(|&(p, _)| p == pid) {
-                    node.pods_mut().swap_remove(i);
+                    node.pods.swap_remove(i);
                     if let Some(&(moved, _)) = node.pods.get(i) {
                         self.pods[moved as usize].slot = i as u32;
                     }

@@ -351,7 +351,7 @@ impl Simulation {
         let Some(node) = self.nodes[id as usize].as_mut() else {
             return;
         };
-        let pods = std::mem::take(node.pods_mut());
+        let pods = std::mem::take(&mut node.pods);
         let si = node.subnet;
         for &(pid, w) in &pods {
             self.delete_pod(pid);
