@@ -405,6 +405,11 @@ impl Simulation {
 mod tests {
     use super::*;
 
+    fn sim_of(yaml: &str) -> Simulation {
+        let sc = crate::scenario::parse(yaml, std::path::Path::new("t.yaml")).unwrap();
+        Simulation::new(&sc, 1)
+    }
+
     /// A restart deletes a pod and creates its replacement; within that
     /// one event the replacement is bound and its sandbox has run (an
     /// address: Running), with no event queued for either step.
@@ -419,8 +424,7 @@ node_pools:
 workloads:
   - {name: web, replicas: 4, restart_every: 10h}
 ";
-        let sc = crate::scenario::parse(yaml, std::path::Path::new("t.yaml")).unwrap();
-        let mut sim = Simulation::new(&sc, 1);
+        let mut sim = sim_of(yaml);
         sim.run_until(Ms::from_secs(600), &mut observe::NullSink);
         assert_eq!(sim.wl[0].running, 4);
         let queued = sim.queue.len();
@@ -459,8 +463,7 @@ jobs:
 workloads:
   - {name: web, replicas: 150, cpu: 100m, rollout: {every: 30m}}
 ";
-        let sc = crate::scenario::parse(yaml, std::path::Path::new("t.yaml")).unwrap();
-        let mut sim = Simulation::new(&sc, 1);
+        let mut sim = sim_of(yaml);
         sim.run_until(Ms::from_secs(12 * 3600), &mut observe::NullSink);
         let index = |name: &str| {
             sim.spec
