@@ -325,22 +325,55 @@ enum PodState {
     Free,
 }
 
+/// A pod: 40 bytes (the optional address and branch ENI as `NONE`
+/// sentinels, sandbox retries in a byte), so most pods sit in one cache
+/// line and the array is 30% smaller than with `Option`s.
 #[derive(Clone, Copy, Debug)]
 struct Pod {
     workload: u32,
-    /// Of the pod template a rollout is replacing.
-    old: bool,
-    /// When it became Running.
-    running_since: Ms,
-    /// Its branch ENI (security groups for pods).
-    branch: Option<EniId>,
-    state: PodState,
     node: u32,
     /// Its place in its node's `pods` while bound.
     slot: u32,
-    addr: Option<PodAddr>,
-    retries: u32,
     gen: u32,
+    /// When it became Running.
+    running_since: Ms,
+    /// Its address (`addr()`): subnet `NONE` when it has none.
+    addr_subnet: u32,
+    addr_offset: u32,
+    /// Its branch ENI (security groups for pods; `branch()`), or `NONE`.
+    branch_eni: u32,
+    state: PodState,
+    /// Of the pod template a rollout is replacing.
+    old: bool,
+    /// Failed sandboxes so far (kubelet's back-off doubles up to 20 of
+    /// them; saturates).
+    retries: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<Pod>() == 40);
+
+impl Pod {
+    fn addr(&self) -> Option<PodAddr> {
+        (self.addr_subnet != NONE).then_some(PodAddr {
+            subnet: SubnetId(self.addr_subnet),
+            offset: self.addr_offset,
+        })
+    }
+
+    fn set_addr(&mut self, a: Option<PodAddr>) {
+        (self.addr_subnet, self.addr_offset) = a.map_or((NONE, 0), |a| (a.subnet.0, a.offset));
+    }
+
+    fn branch(&self) -> Option<EniId> {
+        (self.branch_eni != NONE).then_some(EniId(self.branch_eni))
+    }
+
+    fn set_branch(&mut self, b: Option<EniId>) {
+        self.branch_eni = b.map_or(NONE, |e| {
+            debug_assert_ne!(e.0, NONE);
+            e.0
+        });
+    }
 }
 
 /// Per-subnet gauges kept current by the handlers.

@@ -47,11 +47,12 @@ impl Simulation {
             workload,
             old: false,
             running_since: Ms::ZERO,
-            branch: None,
+            branch_eni: NONE,
             state: PodState::Pending,
             node: u32::MAX,
             slot: 0,
-            addr: None,
+            addr_subnet: NONE,
+            addr_offset: 0,
             retries: 0,
             gen: 0,
         };
@@ -304,7 +305,7 @@ impl Simulation {
         let now = self.queue.now();
         let p = &mut self.pods[pid as usize];
         p.state = PodState::Running;
-        p.addr = Some(addr);
+        p.set_addr(Some(addr));
         p.running_since = now;
         let w = p.workload as usize;
         self.wl[w].running += 1;
@@ -332,7 +333,7 @@ impl Simulation {
         p.state = PodState::WaitingIp;
         let shift = p.retries.min(20);
         let delay = Ms(k.retry_base.0.saturating_mul(1 << shift)).min(k.retry_max);
-        p.retries += 1;
+        p.retries = p.retries.saturating_add(1);
         self.queue
             .schedule(now + delay, Event::PodSandbox { pod: pid, gen });
     }
@@ -361,10 +362,10 @@ impl Simulation {
             PodState::Lost => self.unbind(pod.node, pod.workload),
             PodState::Creating | PodState::WaitingIp | PodState::Running => {
                 self.unbind(pod.node, pod.workload);
-                if let Some(b) = pod.branch {
+                if let Some(b) = pod.branch() {
                     // The branch ENI goes with the pod.
                     self.ec2.delete_eni(b).expect("branch ENI is live");
-                    self.pods[pid as usize].branch = None;
+                    self.pods[pid as usize].set_branch(None);
                 }
                 let node = self.nodes[pod.node as usize].as_mut().expect("live node");
                 let si = node.subnet as usize;
@@ -376,10 +377,10 @@ impl Simulation {
                         self.pods[moved as usize].slot = i as u32;
                     }
                 }
-                if let (Some(addr), Some(_)) = (pod.addr, pod.branch) {
+                if let (Some(addr), Some(_)) = (pod.addr(), pod.branch()) {
                     self.gauges[addr.subnet.0 as usize].pods_running -= 1;
                     self.wl[pod.workload as usize].running -= 1;
-                } else if let Some(addr) = pod.addr {
+                } else if let Some(addr) = pod.addr() {
                     let ipam = node.ipam.as_mut().expect("ipamd");
                     ipam.release_pod(now, addr, &self.spec.cni);
                     if let Some(t) = ipam.on_pod_change(now) {

@@ -108,7 +108,7 @@ impl Simulation {
                     subnet: SubnetId(sub),
                     offset: self.ec2.eni(e).primary,
                 };
-                self.pods[pid as usize].branch = Some(e);
+                self.pods[pid as usize].set_branch(Some(e));
                 self.pod_running(pid, gen, addr, was_waiting, si);
             }
             Err(error) => {

@@ -313,10 +313,12 @@ impl Simulation {
             let w = pod.workload as usize;
             match pod.state {
                 PodState::Running => {
-                    let a = pod.addr.take().expect("running pods have an address");
+                    let a = pod.addr().expect("running pods have an address");
+                    pod.set_addr(None);
                     self.gauges[a.subnet.0 as usize].pods_running -= 1;
                     self.wl[w].running -= 1;
-                    if let Some(b) = pod.branch.take() {
+                    if let Some(b) = pod.branch() {
+                        pod.set_branch(None);
                         // The branch ENI goes with the instance.
                         self.ec2.delete_eni(b).expect("branch ENI is live");
                     }
