@@ -30,10 +30,10 @@ impl Simulation {
                 for &(pid, gen) in &list {
                     self.pod_sandbox(pid, gen);
                 }
+                // A sandbox binds nothing: the list is back, with its room.
+                debug_assert!(self.creating.is_empty());
                 list.clear();
-                if self.creating.is_empty() {
-                    self.creating = list; // keep its room
-                }
+                self.creating = list;
             } else if self.schedule_queued {
                 self.schedule_pending();
             } else {
