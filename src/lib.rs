@@ -2,8 +2,8 @@
 //! /28 fragmentation under the VPC CNI's prefix delegation.
 //!
 //! Layers, lowest first (each depends only on those above it in this list):
-//! - [`time`]: integer-millisecond time, and [`bitmap`], a set of ids
-//!   (leaves every layer uses);
+//! - [`time`]: integer-millisecond time, [`bitmap`], a set of ids, and
+//!   [`prefetch`], cache-line hints (leaves every layer uses);
 //! - [`addr`]: subnet address space and EC2 allocation;
 //! - [`catalog`]: the instance-type catalogue and the max-pods calculator;
 //! - [`ipamd`]: the VPC CNI's per-node IP manager;
@@ -28,6 +28,7 @@ pub mod experiments;
 pub mod inspect;
 pub mod ipamd;
 pub mod output;
+pub mod prefetch;
 pub mod scenario;
 pub mod sim;
 pub mod time;

@@ -117,7 +117,8 @@ impl<E: Copy> EventQueue<E> {
         self.len += 1;
     }
 
-    fn put(&mut self, at: Ms, event: E) {
+    /// Files `event` in its bucket, and returns the bucket.
+    fn put(&mut self, at: Ms, event: E) -> usize {
         let b = self.bucket(at);
         self.buckets[b].push((at, event));
         if b > 0 {
@@ -125,11 +126,41 @@ impl<E: Copy> EventQueue<E> {
             self.nonempty[w] |= 1 << ((b - 1) % 64);
             self.summary |= 1 << w;
         }
+        b
+    }
+
+    /// The event [`Self::pop_until`] would take next, when it is known
+    /// without moving any (it is at the time last taken, or the lowest
+    /// non-empty bucket is of the lowest level); `None` otherwise. Events
+    /// scheduled meanwhile may still come before it.
+    pub fn peek(&self) -> Option<&E> {
+        if let Some((_, e)) = self.buckets[0].get(self.head) {
+            return Some(e);
+        }
+        if self.summary == 0 {
+            return None;
+        }
+        let w = self.summary.trailing_zeros() as usize;
+        let i = w * 64 + self.nonempty[w].trailing_zeros() as usize + 1;
+        if i <= RADIX {
+            self.buckets[i].first().map(|(_, e)| e)
+        } else {
+            None
+        }
     }
 
     /// Removes the next event if it is due at or before `until`, advancing
     /// the clock to its time.
     pub fn pop_until(&mut self, until: Ms) -> Option<(Ms, E)> {
+        self.pop_until_hinted(until, &mut |_| {})
+    }
+
+    /// [`Self::pop_until`], calling `soon` on each event as it moves into
+    /// the lowest level: an event that runs within the next 256 ms of
+    /// simulated time, a few events from now. A caller can start loading
+    /// what that event will touch (see `Simulation::prefetch`); `soon`
+    /// must not change what the events do.
+    pub fn pop_until_hinted(&mut self, until: Ms, soon: &mut impl FnMut(&E)) -> Option<(Ms, E)> {
         if self.head == self.buckets[0].len() {
             self.buckets[0].clear();
             self.head = 0;
@@ -166,7 +197,9 @@ impl<E: Copy> EventQueue<E> {
             } else {
                 let mut v = std::mem::take(&mut self.buckets[i]);
                 for &(at, e) in &v {
-                    self.put(at, e);
+                    if self.put(at, e) <= RADIX {
+                        soon(&e);
+                    }
                 }
                 v.clear();
                 if v.capacity() <= SPARE {
@@ -257,6 +290,9 @@ mod tests {
             let mut now = 0u64;
             let mut until = 0u64;
             let mut n = 0u32;
+            // Events taken, and whether a hint came after its event.
+            let mut popped = std::collections::BTreeSet::new();
+            let mut late = false;
             for (delay, pushes, pop, shift) in ops {
                 for k in 0..pushes {
                     // Some at now, some later (near, and far enough to land
@@ -273,12 +309,22 @@ mod tests {
                     n += 1;
                 }
                 if pop {
+                    // What `peek` promises is what comes next.
+                    if let Some(&e) = q.peek() {
+                        let (_, &first) = reference.first_key_value().expect("peeked an event");
+                        proptest::prop_assert_eq!(e, first);
+                    }
                     until = until.max(now) + until_step;
                     let want = reference
                         .first_key_value()
                         .filter(|(&(at, _), _)| at <= until)
                         .map(|(&(at, s), &e)| (at, s, e));
-                    let got = q.pop_until(Ms(until));
+                    let got = q.pop_until_hinted(Ms(until), &mut |&e| {
+                        late |= popped.contains(&e);
+                    });
+                    if let Some((_, e)) = got {
+                        popped.insert(e);
+                    }
                     match want {
                         Some((at, s, e)) => {
                             reference.remove(&(at, s));
@@ -289,12 +335,44 @@ mod tests {
                     }
                 }
             }
+            proptest::prop_assert!(!late, "a hint for an event already taken");
             proptest::prop_assert_eq!(q.len(), reference.len());
             while let Some((&(at, _), &e)) = reference.first_key_value() {
                 proptest::prop_assert_eq!(q.pop_until(Ms::MAX), Some((Ms(at), e)));
                 reference.pop_first();
             }
             proptest::prop_assert!(q.is_empty());
+        }
+    }
+
+    /// Events far ahead are hinted as they come within 256 ms, before they
+    /// are taken; `peek` then names the next one.
+    #[test]
+    fn events_are_hinted_before_they_run_and_peek_names_the_next() {
+        let mut q = EventQueue::new();
+        for (k, at) in [60_000u64, 60_100, 60_200, 61_000].into_iter().enumerate() {
+            q.schedule(Ms(at), k as u32);
+        }
+        assert_eq!(q.peek(), None, "nothing is in the lowest level yet");
+        let mut hinted = Vec::new();
+        let first = q.pop_until_hinted(Ms::MAX, &mut |&e| hinted.push(e));
+        assert_eq!(first, Some((Ms(60_000), 0)));
+        // What moved to the lowest level with the first is hinted; `peek`
+        // names the next in line while it is there; every event is hinted
+        // by the time it runs.
+        assert!(hinted.contains(&0));
+        while let Some(&next) = q.peek() {
+            let mut more = Vec::new();
+            let got = q.pop_until_hinted(Ms::MAX, &mut |&e| more.push(e));
+            assert_eq!(got.map(|(_, e)| e), Some(next));
+            hinted.extend(more);
+        }
+        let mut rest = Vec::new();
+        while let Some((_, e)) = q.pop_until_hinted(Ms::MAX, &mut |&e| rest.push(e)) {
+            assert!(
+                rest.contains(&e) || hinted.contains(&e),
+                "event {e} ran unhinted"
+            );
         }
     }
 

@@ -637,6 +637,15 @@ impl NodeIpam {
         MapRange::draw(self.enis.iter().map(|e| e.slot).max().unwrap_or(0), rng)
     }
 
+    /// Starts loading the lines a pod's release or a decision reads first:
+    /// the first ENI's record (a hint; see [`crate::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self) {
+        if let Some(e) = self.enis.first() {
+            crate::prefetch::lines(e as *const NodeEni, 2);
+        }
+    }
+
     /// A pod left: its address cools down before reuse.
     pub fn release_pod(&mut self, now: Ms, addr: PodAddr, cfg: &CniConfig) {
         for eni in self.enis.iter_mut() {

@@ -88,6 +88,8 @@ pub enum Event {
     PodDone {
         pod: u32,
         gen: u32,
+        /// The node it runs on (read only by [`prefetch_soon`]).
+        node: u32,
     },
     /// A rolling update of a workload begins.
     RolloutStart {
@@ -753,8 +755,18 @@ impl Simulation {
         let end = self.duration;
         let mut n = 0u64;
         let mut peak_queue = 0usize;
-        while let Some((at, ev)) = self.queue.pop_until(end) {
+        loop {
+            let (pods, nodes) = (&self.pods, &self.nodes);
+            let Some((at, ev)) = self
+                .queue
+                .pop_until_hinted(end, &mut |e| prefetch_soon(pods, nodes, e))
+            else {
+                break;
+            };
             peak_queue = peak_queue.max(self.queue.len());
+            if let Some(next) = self.queue.peek() {
+                prefetch_next(&self.pods, &self.nodes, next);
+            }
             self.handle(at, ev);
             let (ec2, nodes) = (&self.ec2, &self.nodes);
             self.observer
@@ -841,7 +853,7 @@ impl Simulation {
             Event::ClusterAutoscalerScan => self.cluster_autoscaler_scan(),
             Event::HpaSync { workload } => self.hpa_sync(workload),
             Event::JobArrival { workload } => self.job_arrival(workload),
-            Event::PodDone { pod, gen } => self.pod_done(pod, gen),
+            Event::PodDone { pod, gen, .. } => self.pod_done(pod, gen),
             Event::RolloutStart { workload } => self.rollout_start(workload),
             Event::RolloutStep { workload } => self.rollout_step(workload),
             Event::PodSandbox { pod, gen } => self.pod_sandbox(pod, gen),
@@ -1046,4 +1058,51 @@ fn boot_time(r: &mut ChaCha8Rng, min: Ms, median: Ms, max: Ms) -> Ms {
 fn exp_delay(r: &mut ChaCha8Rng, mean: Ms) -> Ms {
     let u: f64 = r.gen_range(f64::EPSILON..1.0);
     Ms(((-u.ln()) * mean.0 as f64).round().max(1.0) as u64)
+}
+
+/// Lines of a [`Node`] a pod's deletion or an ipamd decision reads: its
+/// scheduler fields, pod list and ipamd's datastore (`repr(C)` order).
+const NODE_HOT_LINES: usize = 4;
+
+/// An event a few events from now (see
+/// [`crate::engine::EventQueue::pop_until_hinted`]): starts loading the pod
+/// and node it will read. Hints only: the outputs do not depend on them.
+fn prefetch_soon(pods: &[Pod], nodes: &[Option<Box<Node>>], e: &Event) {
+    let node = match *e {
+        Event::PodDone { pod, node, .. } => {
+            if let Some(p) = pods.get(pod as usize) {
+                crate::prefetch::lines(p as *const Pod, 2);
+            }
+            node
+        }
+        Event::IpamdTick { node } => node,
+        _ => return,
+    };
+    if let Some(Some(n)) = nodes.get(node as usize) {
+        crate::prefetch::lines(&**n as *const Node, NODE_HOT_LINES);
+    }
+}
+
+/// The next event (its pod and node loaded by [`prefetch_soon`]): starts
+/// loading what those point to, the node's last pod-list entry (a pod's
+/// removal moves it) and ipamd's first ENI.
+fn prefetch_next(pods: &[Pod], nodes: &[Option<Box<Node>>], e: &Event) {
+    let node = match *e {
+        Event::PodDone { pod, node, .. } => {
+            if pods.get(pod as usize).is_none_or(|p| p.node != node) {
+                return;
+            }
+            node
+        }
+        Event::IpamdTick { node } => node,
+        _ => return,
+    };
+    if let Some(Some(n)) = nodes.get(node as usize) {
+        if let Some(last) = n.pods.last() {
+            crate::prefetch::line(last as *const (u32, u32));
+        }
+        if let Some(ipam) = &n.ipam {
+            ipam.prefetch();
+        }
+    }
 }

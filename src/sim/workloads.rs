@@ -318,7 +318,15 @@ impl Simulation {
             let (lo, hi) = j.run_time;
             let run = Ms(self.wl[w as usize].rng.gen_range(lo.0..=hi.0));
             let at = self.queue.now() + run;
-            self.queue.schedule(at, Event::PodDone { pod: pid, gen });
+            let node = self.pods[pid as usize].node;
+            self.queue.schedule(
+                at,
+                Event::PodDone {
+                    pod: pid,
+                    gen,
+                    node,
+                },
+            );
         }
     }
 
