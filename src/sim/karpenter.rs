@@ -128,21 +128,26 @@ pub fn reschedulable_in(
 ) -> bool {
     left.clear();
     left.extend_from_slice(demand);
-    if left.iter().all(|d| d.count == 0) {
+    let mut pods: u32 = left.iter().map(|d| d.count).sum();
+    if pods == 0 {
         return true;
     }
     let mut idle = 0;
     for mut room in others {
-        if room.fill(left) == 0 {
-            idle += 1;
-            if idle >= GIVE_UP {
-                return false;
+        match room.fill(left) {
+            0 => {
+                idle += 1;
+                if idle >= GIVE_UP {
+                    return false;
+                }
             }
-        } else {
-            idle = 0;
-        }
-        if left.iter().all(|d| d.count == 0) {
-            return true;
+            placed => {
+                idle = 0;
+                pods -= placed;
+                if pods == 0 {
+                    return true;
+                }
+            }
         }
     }
     false
