@@ -1039,7 +1039,20 @@ pub fn write_node_name(out: &mut String, id: u32) {
 
 /// `eni-` plus 17 hex digits.
 pub fn eni_name(serial: u64) -> String {
-    format!("eni-{serial:017x}")
+    let mut s = String::with_capacity(21);
+    write_eni_name(&mut s, serial);
+    s
+}
+
+/// [`eni_name`] appended to `out`, without `core::fmt` (its padded hex
+/// path costs about a thousand instructions; a row per prefix assigned).
+pub fn write_eni_name(out: &mut String, serial: u64) {
+    // 17 hex digits of a 64-bit serial: a zero, then its sixteen digits.
+    out.push_str("eni-0");
+    for k in (0..16).rev() {
+        let d = (serial >> (4 * k)) & 15;
+        out.push(char::from(b"0123456789abcdef"[d as usize]));
+    }
 }
 
 /// Half the boots uniform in [min, median], half in [median, max]: the

@@ -2,7 +2,7 @@
 //! init and decisions, Ready, rotation and expiry, cordon, drain and
 //! termination. The handlers the dispatcher in `mod.rs` calls.
 
-use super::observe::FailedCall;
+use super::observe::{push_decimal, FailedCall};
 use super::*;
 
 impl Simulation {
@@ -439,12 +439,16 @@ impl Simulation {
                 ..
             } => {
                 self.observer.end_runs(Some(node), None, None);
-                self.log(
-                    "eni_created",
-                    Some(subnet.0),
-                    Some(node),
-                    format!("{} with {cidrs} {unit}(es)", eni_name(serial)),
-                );
+                self.log("eni_created", Some(subnet.0), Some(node), {
+                    let mut d = String::with_capacity(48);
+                    write_eni_name(&mut d, serial);
+                    d.push_str(" with ");
+                    push_decimal(&mut d, u64::from(cidrs));
+                    d.push(' ');
+                    d.push_str(unit);
+                    d.push_str("(es)");
+                    d
+                });
             }
             IpamEvent::CidrsAssigned { eni, subnet, cidrs } => {
                 self.observer.end_runs(Some(node), None, None);
@@ -453,7 +457,7 @@ impl Simulation {
                     "cidrs_assigned",
                     Some(subnet.0),
                     Some(node),
-                    format!("{cidrs} {unit}(es) on {}", eni_name(serial)),
+                    cidrs_detail(cidrs, unit, " on ", serial),
                 );
             }
             IpamEvent::CidrsReleased { eni, subnet, cidrs } => {
@@ -462,7 +466,7 @@ impl Simulation {
                     "cidrs_released",
                     Some(subnet.0),
                     Some(node),
-                    format!("{cidrs} {unit}(es) from {}", eni_name(serial)),
+                    cidrs_detail(cidrs, unit, " from ", serial),
                 );
             }
             IpamEvent::EniDeleted { subnet, serial } => {
@@ -734,4 +738,17 @@ impl Simulation {
         self.karpenter_node_changed(pool as u32);
         enis
     }
+}
+
+/// `"{cidrs} {unit}(es){word}{eni name}"`, built without `core::fmt` (a
+/// row per prefix assignment or release).
+fn cidrs_detail(cidrs: u32, unit: &str, word: &str, serial: u64) -> String {
+    let mut d = String::with_capacity(48);
+    push_decimal(&mut d, u64::from(cidrs));
+    d.push(' ');
+    d.push_str(unit);
+    d.push_str("(es)");
+    d.push_str(word);
+    write_eni_name(&mut d, serial);
+    d
 }

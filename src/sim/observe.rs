@@ -1136,5 +1136,8 @@ mod tests {
             crate::sim::write_node_name(&mut s, id);
             assert_eq!(s, format!("i-{id:017x}"));
         }
+        for serial in [0u64, 1, 0xabc, 0x1234_5678_9abc, u64::MAX] {
+            assert_eq!(crate::sim::eni_name(serial), format!("eni-{serial:017x}"));
+        }
     }
 }
