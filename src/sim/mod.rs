@@ -764,8 +764,8 @@ impl Simulation {
                 break;
             };
             peak_queue = peak_queue.max(self.queue.len());
-            if let Some(next) = self.queue.peek() {
-                prefetch_next(&self.pods, &self.nodes, next);
+            if let Some(&next) = self.queue.peek() {
+                self.prefetch_next(next);
             }
             self.handle(at, ev);
             let (ec2, nodes) = (&self.ec2, &self.nodes);
@@ -1096,26 +1096,41 @@ fn prefetch_soon(pods: &[Pod], nodes: &[Option<Box<Node>>], e: &Event) {
     }
 }
 
-/// The next event (its pod and node loaded by [`prefetch_soon`]): starts
-/// loading what those point to, the node's last pod-list entry (a pod's
-/// removal moves it) and ipamd's first ENI.
-fn prefetch_next(pods: &[Pod], nodes: &[Option<Box<Node>>], e: &Event) {
-    let node = match *e {
-        Event::PodDone { pod, node, .. } => {
-            if pods.get(pod as usize).is_none_or(|p| p.node != node) {
+impl Simulation {
+    /// The next event (its pod and node loaded by [`prefetch_soon`]):
+    /// starts loading what those point to, the node's last pod-list entry
+    /// (a pod's removal moves it) and ipamd's first ENI. For a job's
+    /// arrival, the node its pod will most likely go to: the first in the
+    /// scheduler's index (hints only).
+    fn prefetch_next(&self, e: Event) {
+        let node = match e {
+            Event::PodDone { pod, node, .. } => {
+                if self.pods.get(pod as usize).is_none_or(|p| p.node != node) {
+                    return;
+                }
+                node
+            }
+            Event::IpamdTick { node } => node,
+            Event::JobArrival { workload } => {
+                let wi = workload as usize;
+                if self.unfit[wi].is_none() {
+                    if let Some((_, n)) = self.index_for(wi).find(|_| true) {
+                        if let Some(Some(n)) = self.nodes.get(n as usize) {
+                            crate::prefetch::lines(&**n as *const Node, NODE_HOT_LINES);
+                        }
+                    }
+                }
                 return;
             }
-            node
-        }
-        Event::IpamdTick { node } => node,
-        _ => return,
-    };
-    if let Some(Some(n)) = nodes.get(node as usize) {
-        if let Some(last) = n.pods.last() {
-            crate::prefetch::line(last as *const (u32, u32));
-        }
-        if let Some(ipam) = &n.ipam {
-            ipam.prefetch();
+            _ => return,
+        };
+        if let Some(Some(n)) = self.nodes.get(node as usize) {
+            if let Some(last) = n.pods.last() {
+                crate::prefetch::line(last as *const (u32, u32));
+            }
+            if let Some(ipam) = &n.ipam {
+                ipam.prefetch();
+            }
         }
     }
 }

@@ -93,6 +93,16 @@ impl Simulation {
     /// One kube-scheduler pass: per workload, bind pending pods in order
     /// until one fits nowhere (the rest of that workload, with the same
     /// requests and selector, would not fit either).
+    /// The scheduler's index for workload `wi`'s pods: its pool's, or every
+    /// Ready node's.
+    pub(super) fn index_for(&self, wi: usize) -> &ReadyIndex {
+        match self.spec.workloads[wi].pool {
+            Some(p) => &self.ready_pool[p],
+            None if self.ready_pool.len() == 1 => &self.ready_pool[0],
+            None => &self.ready_all,
+        }
+    }
+
     pub(super) fn schedule_pending(&mut self) {
         self.schedule_queued = false;
         let policy = scheduler::policy(self.spec.scheduler.scoring);
@@ -115,11 +125,7 @@ impl Simulation {
                 }
                 let w = &self.spec.workloads[wi];
                 let (cpu, mem, sgp) = (w.cpu_millis, w.memory_mib, w.security_groups);
-                let index = match w.pool {
-                    Some(p) => &self.ready_pool[p],
-                    None if self.ready_pool.len() == 1 => &self.ready_pool[0],
-                    None => &self.ready_all,
-                };
+                let index = self.index_for(wi);
                 let nodes = &self.nodes;
                 let cap = |n: u32| {
                     nodes[n as usize]
