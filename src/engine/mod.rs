@@ -158,7 +158,7 @@ impl<E: Copy> EventQueue<E> {
     /// [`Self::pop_until`], calling `soon` on each event as it moves into
     /// the lowest level: an event that runs within the next 256 ms of
     /// simulated time, a few events from now. A caller can start loading
-    /// what that event will touch (see `Simulation::prefetch`); `soon`
+    /// what that event will touch (the simulation prefetches); `soon`
     /// must not change what the events do.
     pub fn pop_until_hinted(&mut self, until: Ms, soon: &mut impl FnMut(&E)) -> Option<(Ms, E)> {
         if self.head == self.buckets[0].len() {
