@@ -443,10 +443,7 @@ impl Simulation {
                     let mut d = String::with_capacity(48);
                     write_eni_name(&mut d, serial);
                     d.push_str(" with ");
-                    push_decimal(&mut d, u64::from(cidrs));
-                    d.push(' ');
-                    d.push_str(unit);
-                    d.push_str("(es)");
+                    push_cidrs(&mut d, cidrs, unit);
                     d
                 });
             }
@@ -744,11 +741,16 @@ impl Simulation {
 /// row per prefix assignment or release).
 fn cidrs_detail(cidrs: u32, unit: &str, word: &str, serial: u64) -> String {
     let mut d = String::with_capacity(48);
-    push_decimal(&mut d, u64::from(cidrs));
-    d.push(' ');
-    d.push_str(unit);
-    d.push_str("(es)");
+    push_cidrs(&mut d, cidrs, unit);
     d.push_str(word);
     write_eni_name(&mut d, serial);
     d
+}
+
+/// `"{cidrs} {unit}(es)"` appended to `d`.
+fn push_cidrs(d: &mut String, cidrs: u32, unit: &str) {
+    push_decimal(d, u64::from(cidrs));
+    d.push(' ');
+    d.push_str(unit);
+    d.push_str("(es)");
 }
