@@ -578,3 +578,34 @@ fn pd_eni_freed_when_it_ages_without_a_pod_event() {
     }
     assert!(aged_out > 0, "no seed exercised the age-blocked ENI");
 }
+
+#[test]
+fn a_decision_that_would_do_nothing_is_not_scheduled() {
+    // WARM_PREFIX_TARGET=1 on an m5.large: init took one prefix. The first
+    // pod leaves 15 addresses, fewer than a prefix: the pool is low and a
+    // decision adds a prefix.
+    let mut h = harness("m5.large", &pd(1), 110, 1);
+    h.add_pod().unwrap();
+    assert!(h.next.is_some(), "low: a decision is due");
+    h.settle().unwrap();
+    assert_eq!(h.ipam.stats().cidrs, 2);
+    // The second pod leaves 30 addresses and one free prefix: neither low
+    // nor high, one ENI. A decision would do nothing: none is asked for,
+    // and nothing happens however long the clock runs.
+    let n = h.log.len();
+    let b = h.add_pod().unwrap();
+    assert_eq!(h.next, None);
+    h.run_until(Ms::from_secs(3_600)).unwrap();
+    assert_eq!(h.log.len(), n);
+    // Its leaving changes nothing either (still one free prefix).
+    h.remove_pod(b);
+    assert_eq!(h.next, None);
+    // Pods up to the last free prefix's first address: low again, and the
+    // decision comes on the loop's 5 s grid.
+    let grid = h.ipam.anchor();
+    add_pods(&mut h, 16);
+    assert_eq!(h.ipam.stats().cidrs, 3);
+    let at = h.log.last().unwrap().0;
+    assert!(at > grid);
+    assert_eq!((at.as_millis() - grid.as_millis()) % 5000, 0);
+}

@@ -217,7 +217,7 @@ fn ready_with_an_empty_pool_unless_custom_networking() {
     let mut h = NodeHarness::with_ec2(m5l(), &cfg, 110, 1, ec2, node, pods, |s| s);
     assert!(!h.init.ok);
     assert_eq!(h.init.next, None, "aws-node is down: no pool decisions");
-    assert_eq!(h.ipam.on_pod_change(Ms::from_secs(1)), None);
+    assert_eq!(h.ipam.on_pod_change(Ms::from_secs(1), &cfg), None);
 }
 
 #[test]

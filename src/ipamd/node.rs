@@ -674,14 +674,57 @@ impl NodeIpam {
 
     /// A pod was added or removed at `now`: returns the time of the decision
     /// to schedule, if one is not already due earlier.
-    pub fn on_pod_change(&mut self, now: Ms) -> Option<Ms> {
+    ///
+    /// A decision that would find nothing to do is not scheduled: the pool
+    /// neither low nor high and no ENI to free, now or later
+    /// ([`NodeIpam::idle`]). Only pod changes and ipamd's own actions move
+    /// those conditions, and every pod change comes here, so the decision
+    /// at `at` would do nothing unless another pod change comes first, and
+    /// that one asks again. Nothing is lost by skipping it: a decision that
+    /// does nothing leaves the loop on its grid (`anchor` is its time) and
+    /// asks for no wake-up, so a later one it would have replaced is dropped
+    /// here too.
+    pub fn on_pod_change(&mut self, now: Ms, cfg: &CniConfig) -> Option<Ms> {
         if !self.running {
             return None;
         }
         let at = now
             .max(self.earliest)
             .next_on_grid(self.anchor, timing::POOL_INTERVAL);
+        if self.scheduled.is_some_and(|s| s <= at) {
+            // A decision comes first; it sees the pool as it is then.
+            return None;
+        }
+        if self.idle(cfg) {
+            self.scheduled = None;
+            return None;
+        }
         self.request(at)
+    }
+
+    /// Whether a pool decision now would do nothing and ask for none: the
+    /// pool neither low nor high, and no ENI a candidate to be freed
+    /// (`getDeletableENI` would find none, now or by its age or cool-down).
+    /// Reads no clock: pod changes and ipamd's actions alone move it.
+    pub fn idle(&self, cfg: &CniConfig) -> bool {
+        let lim = &self.limits;
+        if policy::is_low(cfg, lim, &self.stats) || policy::is_high(cfg, lim, &self.stats) {
+            return false;
+        }
+        let looks = lim.pd || policy::should_remove_extra_enis(cfg, lim, &self.stats, false);
+        !(looks && self.enis.len() > 1 && self.enis[1..].iter().any(|e| self.freeable(cfg, e)))
+    }
+
+    /// `getDeletableENI`'s tests other than age and cool-down: not the
+    /// primary, no pod address, not needed for the warm targets.
+    fn freeable(&self, cfg: &CniConfig, e: &NodeEni) -> bool {
+        if e.primary || e.assigned > 0 {
+            return false;
+        }
+        let other_total = self.stats.total - e.total();
+        let other_available = other_total - (self.stats.assigned - e.assigned);
+        let other_free = self.stats.free_prefixes - e.free_prefixes();
+        !policy::eni_required(cfg, &self.limits, other_available, other_total, other_free)
     }
 
     fn request(&mut self, at: Ms) -> Option<Ms> {
@@ -1067,8 +1110,10 @@ impl NodeIpam {
         freed_total
     }
 
-    /// `getDeletableENI`, in random ENI order. `Err(Some(t))`: none now, but
-    /// one blocked only by its age or a cooling address may go at `t`.
+    /// `getDeletableENI`: the first deletable ENI in the map's random
+    /// order, i.e. one of those deletable now, uniformly (drawn from `rng`
+    /// only when there are several). `Err(Some(t))`: none now, but one
+    /// blocked only by its age or a cooling address may go at `t`.
     fn find_deletable_eni<R: Rng + ?Sized>(
         &mut self,
         now: Ms,
@@ -1079,18 +1124,9 @@ impl NodeIpam {
             return Err(None);
         }
         self.scratch.clear();
-        self.scratch.extend(1..self.enis.len() as u32);
-        self.scratch.shuffle(rng);
         let mut later: Option<Ms> = None;
-        for &ei in &self.scratch {
-            let e = &self.enis[ei as usize];
-            if e.primary || e.assigned > 0 {
-                continue;
-            }
-            let other_total = self.stats.total - e.total();
-            let other_available = other_total - (self.stats.assigned - e.assigned);
-            let other_free = self.stats.free_prefixes - e.free_prefixes();
-            if policy::eni_required(cfg, &self.limits, other_available, other_total, other_free) {
+        for (ei, e) in self.enis.iter().enumerate().skip(1) {
+            if !self.freeable(cfg, e) {
                 continue;
             }
             let old_enough = e.added + timing::ENI_MIN_AGE;
@@ -1098,11 +1134,16 @@ impl NodeIpam {
             let ready = e.cidrs.iter().map(|c| c.ready_at).max().unwrap_or(Ms::ZERO);
             let free_at = old_enough.max(cooled).max(ready);
             if free_at <= now {
-                return Ok(ei as usize);
+                self.scratch.push(ei as u32);
+            } else {
+                later = Some(later.map_or(free_at, |l: Ms| l.min(free_at)));
             }
-            later = Some(later.map_or(free_at, |l: Ms| l.min(free_at)));
         }
-        Err(later)
+        match self.scratch.len() {
+            0 => Err(later),
+            1 => Ok(self.scratch[0] as usize),
+            n => Ok(self.scratch[rng.gen_range(0..n)] as usize),
+        }
     }
 
     /// The node is gone: every ENI (primary included) is deleted and its

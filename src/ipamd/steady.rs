@@ -205,7 +205,7 @@ impl NodeHarness {
     /// A pod's sandbox asks for an address now.
     pub fn add_pod(&mut self) -> Option<PodAddr> {
         let a = self.ipam.assign_pod(self.now, &mut self.rng)?;
-        if let Some(at) = self.ipam.on_pod_change(self.now) {
+        if let Some(at) = self.ipam.on_pod_change(self.now, &self.cfg) {
             self.next = Some(at);
         }
         Some(a)
@@ -214,7 +214,7 @@ impl NodeHarness {
     /// A pod leaves now.
     pub fn remove_pod(&mut self, a: PodAddr) {
         self.ipam.release_pod(self.now, a, &self.cfg);
-        if let Some(at) = self.ipam.on_pod_change(self.now) {
+        if let Some(at) = self.ipam.on_pod_change(self.now, &self.cfg) {
             self.next = Some(at);
         }
     }
@@ -249,7 +249,7 @@ pub fn steady_state(
         if h.add_pod().is_none() {
             // The sandbox fails; ipamd grows on its next decisions and
             // kubelet retries.
-            if let Some(at) = h.ipam.on_pod_change(h.now) {
+            if let Some(at) = h.ipam.on_pod_change(h.now, &h.cfg) {
                 h.next = Some(at);
             }
             h.settle()?;

@@ -290,7 +290,7 @@ impl Simulation {
         let ipam = node.ipam.as_mut().expect("Ready nodes run ipamd");
         match ipam.assign_pod(now, &mut self.rng.ipamd) {
             Some(addr) => {
-                if let Some(t) = ipam.on_pod_change(now) {
+                if let Some(t) = ipam.on_pod_change(now, &self.spec.cni) {
                     self.queue.schedule(t, Event::IpamdTick { node: pod.node });
                 }
                 self.pod_running(pid, gen, addr, was_waiting, si);
@@ -389,7 +389,7 @@ impl Simulation {
                 } else if let Some(addr) = pod.addr() {
                     let ipam = node.ipam.as_mut().expect("ipamd");
                     ipam.release_pod(now, addr, &self.spec.cni);
-                    if let Some(t) = ipam.on_pod_change(now) {
+                    if let Some(t) = ipam.on_pod_change(now, &self.spec.cni) {
                         self.queue.schedule(t, Event::IpamdTick { node: pod.node });
                     }
                     self.gauges[addr.subnet.0 as usize].pods_running -= 1;
