@@ -647,6 +647,12 @@ impl Simulation {
             return 0;
         };
         let evicted = std::mem::take(&mut node.pods);
+        // Scattered in the pod array and cold: start loading them all.
+        for &(pid, _) in &evicted {
+            if let Some(p) = self.pods.get(pid as usize) {
+                crate::prefetch::line(p as *const Pod);
+            }
+        }
         for &(pid, w) in &evicted {
             self.delete_pod(pid);
             self.new_pod(w);
@@ -673,7 +679,12 @@ impl Simulation {
             return;
         }
         self.cordon(id);
+        // The instance goes with its ENIs: the evictions need not hand their
+        // addresses back to ipamd's pool one by one (nothing reads it again
+        // but the teardown, which returns every prefix whatever it holds).
+        let ipam = self.nodes[id as usize].as_mut().and_then(|n| n.ipam.take());
         let evicted = self.drain(id);
+        self.nodes[id as usize].as_mut().expect("live").ipam = ipam;
         self.leave_ready(id);
         let enis = self.release_instance(id);
         let node = self.nodes[id as usize].take().expect("live node");
@@ -753,4 +764,57 @@ fn push_cidrs(d: &mut String, cidrs: u32, unit: &str) {
     d.push(' ');
     d.push_str(unit);
     d.push_str("(es)");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::observe::NullSink;
+
+    /// A node with pods on two ENIs is terminated: its pods are evicted
+    /// (ipamd's pool is not updated pod by pod, the instance goes), and
+    /// every ENI and prefix it held returns to the subnet.
+    #[test]
+    fn a_terminated_node_returns_every_eni_and_prefix() {
+        // WARM_PREFIX_TARGET=7 on a t3.medium (5 prefixes an ENI, max pods
+        // 110): a second ENI at once.
+        let yaml = "name: t
+duration: 1h
+vpc_cni: {prefix_delegation: true, warm_prefix_target: 7}
+subnets:
+  - {name: a, cidr: 10.0.0.0/22, zone: z}
+node_pools:
+  - {name: p, instance_type: t3.medium, subnets: [a], size: 2}
+workloads:
+  - {name: w, replicas: 20, cpu: 10m}
+";
+        let sc = crate::scenario::parse(yaml, std::path::Path::new("t.yaml")).unwrap();
+        let mut sim = Simulation::new(&sc, 1);
+        sim.run_until(Ms::from_secs(600), &mut NullSink);
+        let subnet = crate::addr::SubnetId(0);
+        let owned = |sim: &Simulation, id: u32| {
+            sim.ec2
+                .enis()
+                .filter(|(_, e)| e.owner.instance == Some(id))
+                .count()
+        };
+        let id = (0..2u32)
+            .find(|&id| {
+                sim.nodes[id as usize]
+                    .as_ref()
+                    .is_some_and(|n| !n.pods.is_empty())
+            })
+            .expect("a node with pods");
+        assert!(owned(&sim, id) >= 2, "two ENIs");
+        let held = sim.nodes[id as usize]
+            .as_ref()
+            .and_then(|n| n.ipam.as_ref())
+            .map(|i| i.subnet_addresses())
+            .unwrap();
+        let free = sim.ec2.free_ips(subnet);
+        sim.terminate_node(id, "test");
+        assert_eq!(owned(&sim, id), 0);
+        assert_eq!(sim.ec2.free_ips(subnet), free + held);
+        assert!(sim.nodes[id as usize].is_none());
+    }
 }

@@ -387,10 +387,13 @@ impl Simulation {
                     self.gauges[addr.subnet.0 as usize].pods_running -= 1;
                     self.wl[pod.workload as usize].running -= 1;
                 } else if let Some(addr) = pod.addr() {
-                    let ipam = node.ipam.as_mut().expect("ipamd");
-                    ipam.release_pod(now, addr, &self.spec.cni);
-                    if let Some(t) = ipam.on_pod_change(now, &self.spec.cni) {
-                        self.queue.schedule(t, Event::IpamdTick { node: pod.node });
+                    // No ipamd: the node is being terminated (see
+                    // `terminate_node`).
+                    if let Some(ipam) = node.ipam.as_mut() {
+                        ipam.release_pod(now, addr, &self.spec.cni);
+                        if let Some(t) = ipam.on_pod_change(now, &self.spec.cni) {
+                            self.queue.schedule(t, Event::IpamdTick { node: pod.node });
+                        }
                     }
                     self.gauges[addr.subnet.0 as usize].pods_running -= 1;
                     self.wl[pod.workload as usize].running -= 1;
