@@ -42,7 +42,7 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
     // scenarios/bench-large.yaml for one simulated day (the full 30 days
-    // take 13.5-17 s a run here: measured with `subnetsim run`, see
+    // take 14.5-16.5 s a run here: measured with `subnetsim run`, see
     // docs/simulation-model.md).
     let mut g = c.benchmark_group("bench-large");
     g.sample_size(10);
