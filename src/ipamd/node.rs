@@ -695,11 +695,10 @@ impl NodeIpam {
             // A decision comes first; it sees the pool as it is then.
             return None;
         }
-        if self.idle(cfg) {
-            self.scheduled = None;
-            return None;
-        }
-        self.request(at)
+        // Any later wake-up is replaced: by this decision, or, when it would
+        // do nothing, by none (it would ask for none).
+        self.scheduled = (!self.idle(cfg)).then_some(at);
+        self.scheduled
     }
 
     /// Whether a pool decision now would do nothing and ask for none: the
