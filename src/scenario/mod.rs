@@ -1030,6 +1030,33 @@ fn resolve(raw: RawScenario, c: &mut Checker) -> Option<Scenario> {
     if raw.kubelet.retry_base == Ms::ZERO || raw.kubelet.retry_base > raw.kubelet.retry_max {
         c.err(&root.key("kubelet"), "needs 0 < retry_base <= retry_max");
     }
+    // Periods after which something is tried again: zero would repeat it
+    // forever within one millisecond.
+    for (section, field, value) in [
+        ("nodes", "launch_retry", raw.nodes.launch_retry),
+        (
+            "karpenter",
+            "disruption_poll",
+            raw.karpenter.disruption_poll,
+        ),
+        (
+            "karpenter",
+            "registration_timeout",
+            raw.karpenter.registration_timeout,
+        ),
+        (
+            "cluster_autoscaler",
+            "scan_interval",
+            raw.cluster_autoscaler.scan_interval,
+        ),
+    ] {
+        if value == Ms::ZERO {
+            c.err(
+                &root.key(section).key(field),
+                "must be more than 0 (e.g. 10s)",
+            );
+        }
+    }
 
     // Catalogue with the scenario's own types.
     let mut catalog = Catalog::embedded().clone();
@@ -2432,6 +2459,26 @@ node_pools:
         assert!(e.contains("size"), "{e}");
         let e = errs("name: [");
         assert!(e.starts_with("s.yaml:"), "{e}");
+    }
+
+    /// A retry or polling period of zero would repeat its event forever
+    /// within one millisecond: refused, naming the field.
+    #[test]
+    fn zero_periods_are_refused() {
+        for (section, field) in [
+            ("nodes", "launch_retry"),
+            ("karpenter", "disruption_poll"),
+            ("karpenter", "registration_timeout"),
+            ("cluster_autoscaler", "scan_interval"),
+        ] {
+            let y = format!("{OK}{section}: {{{field}: 0s}}\n");
+            let e = errs(&y);
+            assert!(
+                e.contains(&format!("{section}.{field}: must be more than 0")),
+                "{e}"
+            );
+            assert!(parse(&y.replace("0s}", "1s}"), std::path::Path::new("s.yaml")).is_ok());
+        }
     }
 
     #[test]
