@@ -223,6 +223,9 @@ pub struct KarpenterConfig {
     pub subnet_refresh_interval: Ms,
     /// The disruption controller's polling period. Default 10s.
     pub disruption_poll: Ms,
+    /// How long a disruption command waits before it is checked again
+    /// and carried out (`commandValidationDelay`). Default 15s.
+    pub validation_delay: Ms,
     /// A node claim not registered within this is deleted. Default 15m.
     pub registration_timeout: Ms,
 }
@@ -235,6 +238,7 @@ impl Default for KarpenterConfig {
             launch_delay: Ms::from_secs(1),
             subnet_refresh_interval: Ms::from_secs(60),
             disruption_poll: Ms::from_secs(10),
+            validation_delay: Ms::from_secs(15),
             registration_timeout: Ms::from_secs(15 * 60),
         }
     }

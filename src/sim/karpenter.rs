@@ -253,6 +253,9 @@ pub struct KarpenterState {
     /// disruption pass's candidates, in the index's order, without a scan
     /// of every node; with what the pass works out about each.
     ripe: Vec<BTreeMap<(u64, u32), Candidate>>,
+    /// The command waiting out the validation delay, if any (no pass
+    /// runs meanwhile).
+    validating: Option<Command>,
 }
 
 /// A consolidatable node as the disruption pass sees it. A node leaves the
@@ -277,6 +280,22 @@ struct Scratch {
     rooms: Vec<(u32, Room)>,
     workloads: Vec<u32>,
     left: Vec<Demand>,
+    demand: Vec<Demand>,
+    /// The pools a pass looks at, with when their next node becomes
+    /// consolidatable.
+    looked: Vec<(u32, Option<Ms>)>,
+}
+
+/// A disruption command, decided by a pass and carried out after the
+/// validation delay if it still holds (`karpenter_validate`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Command {
+    /// Empty consolidatable nodes, within their pools' budgets.
+    Empty(Vec<u32>),
+    /// A node whose pods all fit on its pool's other nodes.
+    Delete { node: u32, pods: u32 },
+    /// A node replaced by a cheaper type (indices into the pool's types).
+    Replace { node: u32, from: u16, to: u16 },
 }
 
 /// Karpenter considers consolidating at least this often even when
@@ -320,6 +339,7 @@ impl KarpenterState {
             recent: vec![VecDeque::new(); spec.pools.len()],
             scratch: Scratch::default(),
             ripe: vec![BTreeMap::new(); spec.pools.len()],
+            validating: None,
         }
     }
 }
@@ -627,97 +647,116 @@ impl Simulation {
             .next()
     }
 
-    /// The disruption controller's pass: empty nodes first (all the budget
-    /// allows), else one underutilized node deleted or replaced by a
-    /// cheaper one.
+    /// The disruption controller's pass (`Controller.Reconcile`): in
+    /// Karpenter's order, **emptiness** across the pools (every empty
+    /// consolidatable node each pool's budget allows), else **single-node
+    /// consolidation**, pool by pool (one underutilized node deleted or
+    /// replaced by a cheaper one). A command found is not carried out at
+    /// once: the controller waits out the validation delay and checks it
+    /// again (`karpenter_validate`); meanwhile no pass runs. A pass that
+    /// finds nothing polls again after `disruption_poll`.
     pub(super) fn karpenter_disruption(&mut self) {
         let now = self.queue.now();
-        let next = now + self.spec.karpenter.disruption_poll;
-        if next < self.duration {
-            self.queue.schedule(next, Event::KarpenterDisruption);
-        }
-        for i in 0..self.karpenter.pools.len() {
-            let pool = self.karpenter.pools[i];
-            if self.karpenter.changed[pool as usize] || now >= self.karpenter.wake_at[pool as usize]
-            {
-                self.consolidate(pool, now);
+        match self.disruption_command(now) {
+            Some(cmd) => {
+                self.karpenter.validating = Some(cmd);
+                let at = now + self.spec.karpenter.validation_delay;
+                self.queue.schedule(at, Event::KarpenterValidate);
             }
+            None => self.next_disruption_pass(now + self.spec.karpenter.disruption_poll),
         }
     }
 
-    fn consolidate(&mut self, pool: u32, now: Ms) {
-        let pi = pool as usize;
+    fn next_disruption_pass(&mut self, at: Ms) {
+        if at < self.duration {
+            self.queue.schedule(at, Event::KarpenterDisruption);
+        }
+    }
+
+    /// Nodes a pool's consolidation may disrupt now: its budget over its
+    /// Ready nodes, less those already disrupting.
+    fn disruption_allowed(&self, pi: usize) -> u32 {
         let kp = self.spec.pools[pi]
             .karpenter
             .as_ref()
             .expect("karpenter pool");
-        let Some(after) = kp.consolidate_after else {
-            return;
-        };
-        let (budget, when_empty) = (
-            kp.budget,
-            kp.consolidation_policy == ConsolidationPolicy::WhenEmpty,
-        );
-        let next_ripe = self.karpenter_ripen(pi, now, after);
-        #[cfg(debug_assertions)]
-        {
-            // The set and the wake-up agree with a scan of every node.
-            let this: &Simulation = self;
-            let scan = |ripe: bool| {
-                this.ready_pool[pi].iter().filter(move |&(_, id)| {
-                    let n = this.nodes[id as usize].as_ref().expect("indexed");
-                    (now >= n.last_pod_event + after) == ripe
-                })
-            };
-            debug_assert!(scan(true).eq(this.karpenter.ripe[pi].keys().copied()));
-            let first = scan(false)
-                .map(|(_, id)| this.nodes[id as usize].as_ref().expect("indexed"))
-                .map(|n| n.last_pod_event + after)
-                .min();
-            debug_assert_eq!(first, next_ripe);
-        }
         let disrupting = self.pool_cordoned[pi];
         let nodes = self.ready_pool[pi].len() as u32 + disrupting;
-        let allowed = budget.allowed(nodes).saturating_sub(disrupting);
-        if allowed == 0 {
-            return; // looks again next pass
-        }
-        let daemons = self.spec.nodes.daemonset_pods;
-        // Emptiness: empty nodes sort first in the index (allocation 0).
-        let mut empty = Vec::new();
-        for &(key, id) in self.karpenter.ripe[pi].keys() {
-            if key > 0 || empty.len() as u32 >= allowed {
-                break;
-            }
-            let n = self.nodes[id as usize].as_ref().expect("indexed");
-            if n.cap.pods == daemons {
-                empty.push(id);
-            }
-        }
-        if !empty.is_empty() {
-            for id in empty {
-                self.gauges[self.nodes[id as usize].as_ref().expect("live").subnet as usize]
-                    .consolidations += 1;
-                let si = self.nodes[id as usize].as_ref().map(|n| n.subnet);
-                self.log("consolidation", si, Some(id), "empty: deleted".into());
-                self.terminate_node(id, "consolidation");
-            }
-            return;
-        }
-        // Consolidated for now: look again when the next node becomes
-        // consolidatable, or in 5 minutes.
-        let mut wake = now + CONSOLIDATION_RECHECK;
-        if let Some(t) = next_ripe {
-            wake = wake.min(t);
-        }
-        self.karpenter.wake_at[pi] = wake;
-        if when_empty {
-            self.karpenter.changed[pi] = false;
-            return;
-        }
-        // Single-node consolidation, least allocated candidates first; their
-        // demands worked out at their first pass (see `Candidate`).
+        kp.budget.allowed(nodes).saturating_sub(disrupting)
+    }
+
+    /// The command a pass finds, if any (see `karpenter_disruption`).
+    fn disruption_command(&mut self, now: Ms) -> Option<Command> {
         let mut s = std::mem::take(&mut self.karpenter.scratch);
+        s.looked.clear();
+        // Emptiness first, across the pools: empty nodes sort first in the
+        // index (allocation 0).
+        let mut empty = Vec::new();
+        let daemons = self.spec.nodes.daemonset_pods;
+        for i in 0..self.karpenter.pools.len() {
+            let pi = self.karpenter.pools[i] as usize;
+            if !self.karpenter.changed[pi] && now < self.karpenter.wake_at[pi] {
+                continue;
+            }
+            let kp = self.spec.pools[pi]
+                .karpenter
+                .as_ref()
+                .expect("karpenter pool");
+            let Some(after) = kp.consolidate_after else {
+                continue;
+            };
+            let next_ripe = self.karpenter_ripen(pi, now, after);
+            let allowed = self.disruption_allowed(pi);
+            if allowed == 0 {
+                continue; // looks again next pass
+            }
+            s.looked.push((pi as u32, next_ripe));
+            let mut took = 0;
+            for &(key, id) in self.karpenter.ripe[pi].keys() {
+                if key > 0 || took >= allowed {
+                    break;
+                }
+                let n = self.nodes[id as usize].as_ref().expect("indexed");
+                if n.cap.pods == daemons {
+                    empty.push(id);
+                    took += 1;
+                }
+            }
+        }
+        let mut cmd = (!empty.is_empty()).then_some(Command::Empty(empty));
+        if cmd.is_none() {
+            for k in 0..s.looked.len() {
+                let (pool, next_ripe) = s.looked[k];
+                let pi = pool as usize;
+                // Consolidated for now: look again when the next node
+                // becomes consolidatable, or in 5 minutes.
+                let mut wake = now + CONSOLIDATION_RECHECK;
+                if let Some(t) = next_ripe {
+                    wake = wake.min(t);
+                }
+                self.karpenter.wake_at[pi] = wake;
+                let when_empty = self.spec.pools[pi]
+                    .karpenter
+                    .as_ref()
+                    .is_some_and(|k| k.consolidation_policy == ConsolidationPolicy::WhenEmpty);
+                if !when_empty {
+                    cmd = self.single_node(pi, &mut s);
+                }
+                if cmd.is_some() {
+                    break;
+                }
+                self.karpenter.changed[pi] = false;
+            }
+        }
+        self.karpenter.scratch = s;
+        cmd
+    }
+
+    /// Single-node consolidation in pool `pi`: least allocated candidates
+    /// first (their demands worked out at their first pass, see
+    /// `Candidate`), the first whose pods fit on the pool's other nodes is
+    /// deleted, or the first a cheaper type takes is replaced.
+    fn single_node(&mut self, pi: usize, s: &mut Scratch) -> Option<Command> {
         let mut ripe = std::mem::take(&mut self.karpenter.ripe[pi]);
         for (&(_, id), c) in ripe.iter_mut().take(CANDIDATES_PER_PASS) {
             match &c.demand {
@@ -754,64 +793,171 @@ impl Simulation {
                 });
                 if reschedulable_in(demand, others, &mut s.left) {
                     let pods: u32 = demand.iter().map(|d| d.count).sum();
-                    verdict = Some((id, Err(pods)));
+                    verdict = Some(Command::Delete { node: id, pods });
                     break;
                 }
-                // Replace: a cheaper type (earlier in the pool's list) that
-                // takes all its pods.
-                let cur = c.itype as usize;
-                let left = &mut s.left;
-                let types = &self.spec.pools[pi].types;
-                let cheaper = *c.cheaper.get_or_insert_with(|| {
-                    (0..cur)
-                        .find(|&k| {
-                            let mut room = self.type_room(&types[k]);
-                            left.clear();
-                            left.extend_from_slice(demand);
-                            room.fill(left);
-                            left.iter().all(|x| x.count == 0)
-                        })
-                        .map(|k| k as u16)
-                });
-                if let Some(k) = cheaper {
-                    verdict = Some((id, Ok((cur, k as usize))));
+                if let Some(to) = self.cheaper_type(pi, c, &mut s.left) {
+                    verdict = Some(Command::Replace {
+                        node: id,
+                        from: c.itype,
+                        to,
+                    });
                     break;
                 }
             }
             verdict
         };
         self.karpenter.ripe[pi] = ripe;
-        self.karpenter.scratch = s;
-        let si = verdict.and_then(|(id, _)| self.nodes[id as usize].as_ref().map(|n| n.subnet));
-        match verdict {
-            None => {}
-            // Its pods fit on the other nodes: deleted.
-            Some((id, Err(pods))) => {
-                self.gauges[si.expect("live") as usize].consolidations += 1;
-                self.log(
-                    "consolidation",
-                    si,
-                    Some(id),
-                    format!("underutilized: {pods} pods fit on other nodes; deleted"),
-                );
-                self.terminate_node(id, "consolidation");
-                return;
+        verdict
+    }
+
+    /// A cheaper type (earlier in the pool's list) that takes all of a
+    /// candidate's pods, worked out once per candidate.
+    fn cheaper_type(&self, pi: usize, c: &mut Candidate, left: &mut Vec<Demand>) -> Option<u16> {
+        let demand = c.demand.as_deref().expect("worked out");
+        let types = &self.spec.pools[pi].types;
+        *c.cheaper.get_or_insert_with(|| {
+            (0..c.itype as usize)
+                .find(|&k| {
+                    let mut room = self.type_room(&types[k]);
+                    left.clear();
+                    left.extend_from_slice(demand);
+                    room.fill(left);
+                    left.iter().all(|x| x.count == 0)
+                })
+                .map(|k| k as u16)
+        })
+    }
+
+    /// The validation delay has passed (`validation.go`, `isValid`): the
+    /// command is carried out if it still holds, and the next pass runs at
+    /// once; if not, it is abandoned and the next pass comes after
+    /// `disruption_poll`. Each candidate must still be consolidatable (no
+    /// pod bound to or gone from it since: Karpenter's `Consolidatable`
+    /// condition), Ready and uncordoned, within its pool's budget; a
+    /// deletion's pods must still fit on the other nodes, a replacement's
+    /// must still not.
+    pub(super) fn karpenter_validate(&mut self) {
+        let now = self.queue.now();
+        let Some(cmd) = self.karpenter.validating.take() else {
+            return;
+        };
+        let started = match cmd {
+            Command::Empty(nodes) => {
+                let daemons = self.spec.nodes.daemonset_pods;
+                let mut budgets: Vec<Option<u32>> = vec![None; self.spec.pools.len()];
+                let mut valid = Vec::new();
+                for id in nodes {
+                    let Some(pi) = self.still_candidate(id) else {
+                        continue;
+                    };
+                    let left = *budgets[pi].get_or_insert_with(|| self.disruption_allowed(pi));
+                    let n = self.nodes[id as usize].as_ref().expect("live");
+                    if left > 0 && n.cap.pods == daemons {
+                        budgets[pi] = Some(left - 1);
+                        valid.push(id);
+                    }
+                }
+                if valid.is_empty() {
+                    self.log(
+                        "consolidation_abandoned",
+                        None,
+                        None,
+                        "empty: no candidate still valid after the validation delay".into(),
+                    );
+                }
+                for &id in &valid {
+                    let si = self.nodes[id as usize].as_ref().expect("live").subnet;
+                    self.gauges[si as usize].consolidations += 1;
+                    self.log("consolidation", Some(si), Some(id), "empty: deleted".into());
+                    self.terminate_node(id, "consolidation");
+                }
+                !valid.is_empty()
             }
-            // A cheaper type takes them: replaced.
-            Some((id, Ok((cur, k)))) => {
-                self.gauges[si.expect("live") as usize].consolidations += 1;
-                let p = &self.spec.pools[pi];
-                let detail = format!(
-                    "underutilized: replacing {} by a cheaper {} (the node goes when the replacement is Ready)",
-                    p.types[cur].instance.name, p.types[k].instance.name
-                );
-                self.log("consolidation", si, Some(id), detail);
-                self.cordon(id);
-                self.ask_launch(pool, id, k as u16, Launcher::Karpenter, now);
-                return;
-            }
+            Command::Delete { node, pods } => match self.revalidate(node, false) {
+                Ok(si) => {
+                    self.gauges[si as usize].consolidations += 1;
+                    self.log(
+                        "consolidation",
+                        Some(si),
+                        Some(node),
+                        format!("underutilized: {pods} pods fit on other nodes; deleted"),
+                    );
+                    self.terminate_node(node, "consolidation");
+                    true
+                }
+                Err(why) => {
+                    self.abandoned(node, why);
+                    false
+                }
+            },
+            Command::Replace { node, from, to } => match self.revalidate(node, true) {
+                Ok(si) => {
+                    self.gauges[si as usize].consolidations += 1;
+                    let pool = self.nodes[node as usize].as_ref().expect("live").pool;
+                    let p = &self.spec.pools[pool as usize];
+                    let detail = format!(
+                        "underutilized: replacing {} by a cheaper {} (the node goes when the replacement is Ready)",
+                        p.types[from as usize].instance.name, p.types[to as usize].instance.name
+                    );
+                    self.log("consolidation", Some(si), Some(node), detail);
+                    self.cordon(node);
+                    self.ask_launch(pool, node, to, Launcher::Karpenter, now);
+                    true
+                }
+                Err(why) => {
+                    self.abandoned(node, why);
+                    false
+                }
+            },
+        };
+        let poll = self.spec.karpenter.disruption_poll;
+        self.next_disruption_pass(if started { now } else { now + poll });
+    }
+
+    /// The pool of node `id` if it is still a consolidation candidate:
+    /// live, Ready, uncordoned and consolidatable.
+    fn still_candidate(&self, id: u32) -> Option<usize> {
+        let n = self.nodes[id as usize].as_ref()?;
+        (n.ripe && n.schedulable()).then_some(n.pool as usize)
+    }
+
+    /// Whether a single-node command on `id` still holds: a candidate,
+    /// within the budget, and its pods fitting on the other nodes (a
+    /// deletion) or not (a replacement). Its subnet, or why not.
+    fn revalidate(&mut self, id: u32, replace: bool) -> Result<u32, &'static str> {
+        let pi = self
+            .still_candidate(id)
+            .ok_or("a pod came or went, or the node is no longer Ready")?;
+        if self.disruption_allowed(pi) == 0 {
+            return Err("the disruption budget no longer allows it");
         }
-        self.karpenter.changed[pi] = false;
+        let mut s = std::mem::take(&mut self.karpenter.scratch);
+        self.node_demand_into(id, &mut s.demand, &mut s.workloads);
+        let nodes = &self.nodes;
+        let others = self.ready_pool[pi]
+            .iter()
+            .filter(|&(_, o)| o != id)
+            .map(|(_, o)| Room::of(&nodes[o as usize].as_ref().expect("indexed").cap));
+        let fits = reschedulable_in(&s.demand, others, &mut s.left);
+        self.karpenter.scratch = s;
+        match (fits, replace) {
+            (true, false) | (false, true) => {
+                Ok(self.nodes[id as usize].as_ref().expect("live").subnet)
+            }
+            (false, false) => Err("its pods no longer fit on the other nodes"),
+            (true, true) => Err("its pods now fit on the other nodes"),
+        }
+    }
+
+    fn abandoned(&mut self, id: u32, why: &str) {
+        let si = self.nodes[id as usize].as_ref().map(|n| n.subnet);
+        self.log(
+            "consolidation_abandoned",
+            si,
+            si.map(|_| id),
+            format!("underutilized: no longer valid after the validation delay: {why}"),
+        );
     }
 
     /// A node's pods as demands, one per workload, in order of first
@@ -920,6 +1066,43 @@ workloads:
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].itype, 0);
         assert_eq!(live[0].pods.len(), 3);
+    }
+
+    #[test]
+    fn a_pod_event_during_the_validation_delay_abandons_the_command() {
+        // The 2xlarge is consolidatable 1m after the deletions at 600 s:
+        // the pass at 660 s finds its replacement and waits 15 s. A pod
+        // leaves it at 665 s: at 675 s the command no longer holds
+        // (Karpenter's `Consolidatable` condition is gone) and is
+        // abandoned; no pass runs in between. The node is consolidatable
+        // again at 725 s, a pass on the 10 s grid from 675 s finds it then,
+        // and the replacement starts at 740 s.
+        let (mut sim, mut sink) = one_big_node_with_three_pods("10.0.0.0/22");
+        sim.run_until(Ms::from_secs(665), &mut sink);
+        assert!(matches!(
+            sim.karpenter.validating,
+            Some(Command::Replace { from: 1, to: 0, .. })
+        ));
+        let pod = (0..sim.pods.len() as u32)
+            .find(|&p| sim.pods[p as usize].state == PodState::Running)
+            .expect("a running pod");
+        sim.delete_pod(pod);
+        sim.run_until(Ms::from_secs(1200), &mut sink);
+        let rows: Vec<(Ms, &str, &str)> = sink
+            .events
+            .iter()
+            .filter(|e| e.time >= Ms::from_secs(600) && e.kind.starts_with("consolidation"))
+            .map(|e| (e.time, e.kind, e.detail.as_str()))
+            .collect();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0].0, Ms::from_secs(675));
+        assert_eq!(rows[0].1, "consolidation_abandoned");
+        assert!(rows[0].2.contains("a pod came or went"), "{rows:?}");
+        assert_eq!(rows[1].0, Ms::from_secs(740));
+        assert_eq!(rows[1].1, "consolidation");
+        assert!(rows[1]
+            .2
+            .contains("replacing m5.2xlarge by a cheaper m5.large"));
     }
 
     #[test]

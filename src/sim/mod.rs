@@ -74,6 +74,8 @@ pub enum Event {
     KarpenterBatch,
     /// Karpenter's disruption controller polls.
     KarpenterDisruption,
+    /// The disruption command's validation delay has passed.
+    KarpenterValidate,
     /// The Cluster Autoscaler's loop.
     ClusterAutoscalerScan,
     /// A workload's HorizontalPodAutoscaler syncs (every 15 s).
@@ -850,6 +852,7 @@ impl Simulation {
             Event::EvictLost { node } => self.evict_lost(node),
             Event::KarpenterBatch => self.karpenter_batch(),
             Event::KarpenterDisruption => self.karpenter_disruption(),
+            Event::KarpenterValidate => self.karpenter_validate(),
             Event::ClusterAutoscalerScan => self.cluster_autoscaler_scan(),
             Event::HpaSync { workload } => self.hpa_sync(workload),
             Event::JobArrival { workload } => self.job_arrival(workload),
