@@ -200,6 +200,12 @@ impl Cidr {
         if self.cooling == 0 || self.cool_min > now {
             return;
         }
+        if self.cool_max <= now {
+            // Every cool-down has ended: no need to read their ends (a
+            // cache line apart).
+            self.cooling = 0;
+            return;
+        }
         let (mut cooling, mut min) = (0u16, Ms(u64::MAX));
         let mut bits = self.cooling;
         while bits != 0 {

@@ -1101,19 +1101,18 @@ fn prefetch_soon(pods: &[Pod], nodes: &[Option<Box<Node>>], e: &Event) {
 
 impl Simulation {
     /// The next event (its pod and node loaded by [`prefetch_soon`]):
-    /// starts loading what those point to, the node's last pod-list entry
-    /// (a pod's removal moves it) and ipamd's first ENI. For a job's
+    /// starts loading what those point to, the pod's entry in its node's
+    /// pod list and the last one (a pod's removal moves it) and ipamd's
+    /// first ENI. For a job's
     /// arrival, the node its pod will most likely go to: the first in the
     /// scheduler's index (hints only).
     fn prefetch_next(&self, e: Event) {
-        let node = match e {
-            Event::PodDone { pod, node, .. } => {
-                if self.pods.get(pod as usize).is_none_or(|p| p.node != node) {
-                    return;
-                }
-                node
-            }
-            Event::IpamdTick { node } => node,
+        let (node, slot) = match e {
+            Event::PodDone { pod, node, .. } => match self.pods.get(pod as usize) {
+                Some(p) if p.node == node => (node, p.slot as usize),
+                _ => return,
+            },
+            Event::IpamdTick { node } => (node, usize::MAX),
             Event::JobArrival { workload } => {
                 let wi = workload as usize;
                 if self.unfit[wi].is_none() {
@@ -1130,6 +1129,9 @@ impl Simulation {
         if let Some(Some(n)) = self.nodes.get(node as usize) {
             if let Some(last) = n.pods.last() {
                 crate::prefetch::line(last as *const (u32, u32));
+            }
+            if let Some(own) = n.pods.get(slot) {
+                crate::prefetch::line(own as *const (u32, u32));
             }
             if let Some(ipam) = &n.ipam {
                 ipam.prefetch();
