@@ -334,6 +334,10 @@ pub struct NodeIpam {
     // What a pod's sandbox and deletion read first (`repr(C)`: in this
     // order, in the node's cache lines after its scheduler fields).
     enis: Vec<NodeEni>,
+    /// Where the first ENI's cidrs were at the last pod change: an
+    /// address for [`NodeIpam::prefetch`] only, never read through (it
+    /// may be stale after a decision moved them).
+    cidrs_at: usize,
     stats: PoolStats,
     /// False while aws-node is down after a failed init: no decisions.
     running: bool,
@@ -406,6 +410,7 @@ impl NodeIpam {
             last_insufficient: None,
             anchor: now,
             earliest: now,
+            cidrs_at: 0,
             scheduled: None,
             running: false,
             scratch: Vec::new(),
@@ -430,6 +435,7 @@ impl NodeIpam {
         let anchor = now + timing::FIRST_DECISION;
         let mut ipam = NodeIpam {
             enis: Vec::new(),
+            cidrs_at: 0,
             limits,
             stats: PoolStats::default(),
             last_decrease: None,
@@ -644,11 +650,15 @@ impl NodeIpam {
     }
 
     /// Starts loading the lines a pod's release or a decision reads first:
-    /// the first ENI's record (a hint; see [`crate::prefetch`]).
+    /// the first ENI's record and its first cidrs (a hint; see
+    /// [`crate::prefetch`]).
     #[inline]
     pub fn prefetch(&self) {
         if let Some(e) = self.enis.first() {
             crate::prefetch::lines(e as *const NodeEni, 2);
+        }
+        if self.cidrs_at != 0 {
+            crate::prefetch::lines(self.cidrs_at as *const [u8; 128], 2);
         }
     }
 
@@ -691,6 +701,7 @@ impl NodeIpam {
     /// asks for no wake-up, so a later one it would have replaced is dropped
     /// here too.
     pub fn on_pod_change(&mut self, now: Ms, cfg: &CniConfig) -> Option<Ms> {
+        self.cidrs_at = self.enis.first().map_or(0, |e| e.cidrs.as_ptr() as usize);
         if !self.running {
             return None;
         }
