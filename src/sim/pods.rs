@@ -117,6 +117,17 @@ impl Simulation {
             self.cands.iter_mut().for_each(Vec::clear);
         }
         for wi in 0..self.pending.len() {
+            if self.unfit[wi] == Some(self.gained.len())
+                && self.cands[wi].is_empty()
+                && self.pending_count[wi] > 0
+            {
+                // No node gained room since this workload's pods last
+                // fitted nowhere: they still fit nowhere (what the loop
+                // below would find, without reading a pod or a node).
+                self.unschedulable[wi] = true;
+                self.karpenter_unschedulable(wi);
+                continue;
+            }
             while let Some(&pid) = self.pending[wi].front() {
                 let pod = self.pods[pid as usize];
                 if pod.state != PodState::Pending || pod.workload as usize != wi {
