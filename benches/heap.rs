@@ -1,7 +1,7 @@
 //! The floor a discrete-event simulation stands on: a bare binary-heap
 //! event loop (pop the earliest `(time, seq)`, push one event) at the
 //! pending-queue size `scenarios/bench-large.yaml` really has (its
-//! `summary.json` reports `peak_queue_len`: 11,844 over one simulated day).
+//! `summary.json` reports `peak_queue_len`: 11,241 over one simulated day).
 //! `benches/simulation.rs` measures bench-large's cost per event in the same
 //! `cargo bench` run, so the ratio is measured on one machine at one time
 //! (docs/simulation-model.md, "Performance").
@@ -14,7 +14,7 @@ use subnetsim::engine::EventQueue;
 use subnetsim::time::Ms;
 
 /// bench-large's peak queue length.
-const QUEUE: usize = 11_844;
+const QUEUE: usize = 11_241;
 const STEPS: u64 = 100_000;
 
 /// A cheap deterministic delay in milliseconds (xorshift), spread like the

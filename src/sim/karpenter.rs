@@ -3,7 +3,8 @@
 //! consolidation. Decisions are pure functions tested without the engine;
 //! docs/node-churn-model.md gives the sources.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use super::{Event, Launcher, Simulation, NONE};
 use crate::addr::SubnetId;
@@ -241,11 +242,13 @@ pub struct KarpenterState {
     /// later (`Cluster.ConsolidationState`).
     changed: Vec<bool>,
     wake_at: Vec<Ms>,
-    /// Per pool with `consolidate_after`: every `last_pod_event` set, as
-    /// (time, node), in time order; an entry is stale once its node's
-    /// `last_pod_event` moved on. Entries leave when `consolidate_after`
-    /// has passed, so the log holds that long a window of pod events.
-    recent: Vec<VecDeque<(Ms, u32)>>,
+    /// Per pool with `consolidate_after`: the nodes not yet
+    /// consolidatable, each once (`Node::due_filed`), by when it would
+    /// become so as of its filing (earliest first). A pod event only moves
+    /// the node's `last_pod_event`; the entry is filed again at its true
+    /// time when it comes up (it can only be later). So a pod event costs
+    /// no entry, and a node one filing per `consolidate_after`.
+    due: Vec<BinaryHeap<Reverse<(Ms, u32)>>>,
     /// Reused buffers of the disruption pass.
     scratch: Scratch,
     /// Per pool: the schedulable nodes whose last pod event is at least
@@ -284,6 +287,9 @@ struct Scratch {
     /// The pools a pass looks at, with when their next node becomes
     /// consolidatable.
     looked: Vec<(u32, Option<Ms>)>,
+    /// Filings of nodes outside the index, set aside while the next
+    /// wake-up is looked for.
+    aside: Vec<Reverse<(Ms, u32)>>,
 }
 
 /// A disruption command, decided by a pass and carried out after the
@@ -336,7 +342,7 @@ impl KarpenterState {
             launching: spec.pools.iter().map(|p| vec![0; p.types.len()]).collect(),
             changed: vec![true; spec.pools.len()],
             wake_at: vec![Ms::ZERO; spec.pools.len()],
-            recent: vec![VecDeque::new(); spec.pools.len()],
+            due: vec![BinaryHeap::new(); spec.pools.len()],
             scratch: Scratch::default(),
             ripe: vec![BTreeMap::new(); spec.pools.len()],
             validating: None,
@@ -589,12 +595,16 @@ impl Simulation {
             node.ripe = false;
             self.karpenter.ripe[pi].remove(&(old_key, id));
         }
-        if self.spec.pools[pi]
+        if node.due_filed {
+            return;
+        }
+        if let Some(after) = self.spec.pools[pi]
             .karpenter
             .as_ref()
-            .is_some_and(|k| k.consolidate_after.is_some())
+            .and_then(|k| k.consolidate_after)
         {
-            self.karpenter.recent[pi].push_back((now, id));
+            node.due_filed = true;
+            self.karpenter.due[pi].push(Reverse((now + after, id)));
         }
     }
 
@@ -614,37 +624,43 @@ impl Simulation {
     }
 
     /// Nodes whose last pod event is `after` ago by `now` become
-    /// consolidatable; returns when the next schedulable one does (the
-    /// oldest live entry left), if any.
+    /// consolidatable; returns when the next schedulable one does, if any.
     fn karpenter_ripen(&mut self, pi: usize, now: Ms, after: Ms) -> Option<Ms> {
-        let log = &mut self.karpenter.recent[pi];
-        while let Some(&(t, id)) = log.front() {
-            let live = self.nodes[id as usize]
-                .as_mut()
-                .filter(|n| n.pool as usize == pi && n.last_pod_event == t);
-            match live {
-                // Stale: the node has a later entry, or is gone; or a
-                // duplicate entry of a node already ripe.
-                None => {}
-                Some(n) if t + after <= now && n.ripe => {}
-                Some(n) if t + after <= now => {
-                    n.ripe = true;
-                    if n.schedulable() {
-                        self.karpenter.ripe[pi].insert((n.key, id), Candidate::of(n.itype));
-                    }
+        let heap = &mut self.karpenter.due[pi];
+        let mut aside = std::mem::take(&mut self.karpenter.scratch.aside);
+        aside.clear();
+        let next = loop {
+            let Some(&Reverse((at, id))) = heap.peek() else {
+                break None;
+            };
+            let Some(n) = self.nodes[id as usize].as_mut() else {
+                heap.pop(); // gone
+                continue;
+            };
+            debug_assert!(n.due_filed && n.pool as usize == pi);
+            let due = n.last_pod_event + after;
+            if due > at {
+                // A pod event since it was filed: filed again at its time.
+                heap.pop();
+                heap.push(Reverse((due, id)));
+            } else if due <= now {
+                heap.pop();
+                n.due_filed = false;
+                debug_assert!(!n.ripe);
+                n.ripe = true;
+                if n.schedulable() {
+                    self.karpenter.ripe[pi].insert((n.key, id), Candidate::of(n.itype));
                 }
-                Some(_) => break,
+            } else if !n.schedulable() {
+                // Not in the index: its time does not wake the pass.
+                aside.push(heap.pop().expect("peeked"));
+            } else {
+                break Some(due);
             }
-            log.pop_front();
-        }
-        log.iter()
-            .filter(|&&(t, id)| {
-                self.nodes[id as usize].as_ref().is_some_and(|n| {
-                    n.pool as usize == pi && n.last_pod_event == t && n.schedulable()
-                })
-            })
-            .map(|&(t, _)| t + after)
-            .next()
+        };
+        heap.extend(aside.drain(..));
+        self.karpenter.scratch.aside = aside;
+        next
     }
 
     /// The disruption controller's pass (`Controller.Reconcile`): in
@@ -706,6 +722,23 @@ impl Simulation {
                 continue;
             };
             let next_ripe = self.karpenter_ripen(pi, now, after);
+            #[cfg(debug_assertions)]
+            {
+                // The set and the wake-up agree with a scan of every node.
+                let this: &Simulation = self;
+                let scan = |ripe: bool| {
+                    this.ready_pool[pi].iter().filter(move |&(_, id)| {
+                        let n = this.nodes[id as usize].as_ref().expect("indexed");
+                        (now >= n.last_pod_event + after) == ripe
+                    })
+                };
+                debug_assert!(scan(true).eq(this.karpenter.ripe[pi].keys().copied()));
+                let first = scan(false)
+                    .map(|(_, id)| this.nodes[id as usize].as_ref().expect("indexed"))
+                    .map(|n| n.last_pod_event + after)
+                    .min();
+                debug_assert_eq!(first, next_ripe);
+            }
             let allowed = self.disruption_allowed(pi);
             if allowed == 0 {
                 continue; // looks again next pass

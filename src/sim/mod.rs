@@ -244,6 +244,8 @@ struct Node {
     /// Karpenter: `consolidate_after` has passed since `last_pod_event`
     /// (set when the pass sees it; see `KarpenterState::ripe`).
     ripe: bool,
+    /// Karpenter: filed in its pool's `KarpenterState::due` (once at most).
+    due_filed: bool,
     /// The instance is gone but the Node object and its pods remain until
     /// the unreachable toleration runs out.
     lost: bool,
@@ -303,6 +305,7 @@ impl Node {
             group_pos: 0,
             last_pod_event: now,
             ripe: false,
+            due_filed: false,
             under_since: None,
             trunk: None,
         }
