@@ -900,22 +900,15 @@ impl Simulation {
                     );
                 }
                 for &id in &valid {
-                    let si = self.nodes[id as usize].as_ref().expect("live").subnet;
-                    self.gauges[si as usize].consolidations += 1;
-                    self.log("consolidation", Some(si), Some(id), "empty: deleted".into());
+                    self.consolidation_starts(id, "empty: deleted".into());
                     self.terminate_node(id, "consolidation");
                 }
                 !valid.is_empty()
             }
             Command::Delete { node, pods } => match self.revalidate(node, false) {
-                Ok(si) => {
-                    self.gauges[si as usize].consolidations += 1;
-                    self.log(
-                        "consolidation",
-                        Some(si),
-                        Some(node),
-                        format!("underutilized: {pods} pods fit on other nodes; deleted"),
-                    );
+                Ok(()) => {
+                    let detail = format!("underutilized: {pods} pods fit on other nodes; deleted");
+                    self.consolidation_starts(node, detail);
                     self.terminate_node(node, "consolidation");
                     true
                 }
@@ -925,15 +918,14 @@ impl Simulation {
                 }
             },
             Command::Replace { node, from, to } => match self.revalidate(node, true) {
-                Ok(si) => {
-                    self.gauges[si as usize].consolidations += 1;
+                Ok(()) => {
                     let pool = self.nodes[node as usize].as_ref().expect("live").pool;
                     let p = &self.spec.pools[pool as usize];
                     let detail = format!(
                         "underutilized: replacing {} by a cheaper {} (the node goes when the replacement is Ready)",
                         p.types[from as usize].instance.name, p.types[to as usize].instance.name
                     );
-                    self.log("consolidation", Some(si), Some(node), detail);
+                    self.consolidation_starts(node, detail);
                     self.cordon(node);
                     self.ask_launch(pool, node, to, Launcher::Karpenter, now);
                     true
@@ -948,6 +940,14 @@ impl Simulation {
         self.next_disruption_pass(if started { now } else { now + poll });
     }
 
+    /// A consolidation of node `id` starts: counted in its subnet and
+    /// logged with `detail`.
+    fn consolidation_starts(&mut self, id: u32, detail: String) {
+        let si = self.nodes[id as usize].as_ref().expect("live").subnet;
+        self.gauges[si as usize].consolidations += 1;
+        self.log("consolidation", Some(si), Some(id), detail);
+    }
+
     /// The pool of node `id` if it is still a consolidation candidate:
     /// live, Ready, uncordoned and consolidatable.
     fn still_candidate(&self, id: u32) -> Option<usize> {
@@ -957,8 +957,8 @@ impl Simulation {
 
     /// Whether a single-node command on `id` still holds: a candidate,
     /// within the budget, and its pods fitting on the other nodes (a
-    /// deletion) or not (a replacement). Its subnet, or why not.
-    fn revalidate(&mut self, id: u32, replace: bool) -> Result<u32, &'static str> {
+    /// deletion) or not (a replacement); if not, why.
+    fn revalidate(&mut self, id: u32, replace: bool) -> Result<(), &'static str> {
         let pi = self
             .still_candidate(id)
             .ok_or("a pod came or went, or the node is no longer Ready")?;
@@ -975,9 +975,7 @@ impl Simulation {
         let fits = reschedulable_in(&s.demand, others, &mut s.left);
         self.karpenter.scratch = s;
         match (fits, replace) {
-            (true, false) | (false, true) => {
-                Ok(self.nodes[id as usize].as_ref().expect("live").subnet)
-            }
+            (true, false) | (false, true) => Ok(()),
             (false, false) => Err("its pods no longer fit on the other nodes"),
             (true, true) => Err("its pods now fit on the other nodes"),
         }
