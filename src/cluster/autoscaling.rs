@@ -228,6 +228,9 @@ pub struct KarpenterConfig {
     pub validation_delay: Ms,
     /// A node claim not registered within this is deleted. Default 15m.
     pub registration_timeout: Ms,
+    /// The `SpotToSpotConsolidation` feature gate: whether a spot node may
+    /// be replaced by a cheaper spot node. Default false, as in Karpenter.
+    pub spot_to_spot_consolidation: bool,
 }
 
 impl Default for KarpenterConfig {
@@ -240,6 +243,7 @@ impl Default for KarpenterConfig {
             disruption_poll: Ms::from_secs(10),
             validation_delay: Ms::from_secs(15),
             registration_timeout: Ms::from_secs(15 * 60),
+            spot_to_spot_consolidation: false,
         }
     }
 }

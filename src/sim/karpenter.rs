@@ -10,7 +10,7 @@ use super::{Event, Launcher, Simulation, NONE};
 use crate::addr::SubnetId;
 use crate::cluster::autoscaling::{Autoscaler, ConsolidationPolicy, SubnetPolicy};
 use crate::cluster::scheduler::Capacity;
-use crate::cluster::spec::ClusterSpec;
+use crate::cluster::spec::{CapacityType, ClusterSpec};
 use crate::time::Ms;
 
 /// Pods of one kind to place: requests per pod and how many.
@@ -156,6 +156,35 @@ pub fn reschedulable_in(
 
 /// Nodes in a row with no room after which a rescheduling check gives up.
 pub const GIVE_UP: u32 = 8;
+
+/// Cheaper instance types a spot node's single-node replacement needs
+/// (`MinInstanceTypesForSpotToSpotConsolidation` in karpenter
+/// `pkg/controllers/disruption/consolidation.go`).
+pub const MIN_TYPES_SPOT_TO_SPOT: usize = 15;
+
+/// The replacement for a single-node consolidation candidate, if Karpenter
+/// makes one (`computeConsolidation`): `fitting` are the pool's types
+/// cheaper than the candidate that take all its pods, cheapest first. An
+/// on-demand node is replaced by the cheapest. A spot node replaced by
+/// spot needs the `SpotToSpotConsolidation` feature gate (off by default)
+/// and at least [`MIN_TYPES_SPOT_TO_SPOT`] cheaper options
+/// (`computeSpotToSpotConsolidation`); Karpenter then launches from the 15
+/// cheapest, the model the cheapest.
+pub fn replacement(
+    mut fitting: impl Iterator<Item = u16>,
+    spot: bool,
+    spot_to_spot: bool,
+) -> Option<u16> {
+    if !spot {
+        return fitting.next();
+    }
+    if !spot_to_spot {
+        return None;
+    }
+    let first = fitting.next()?;
+    (fitting.take(MIN_TYPES_SPOT_TO_SPOT - 1).count() == MIN_TYPES_SPOT_TO_SPOT - 1)
+        .then_some(first)
+}
 
 /// Candidates one consolidation pass evaluates at most (least allocated
 /// first): a bound on the simulation's cost, standing for Karpenter's
@@ -849,16 +878,19 @@ impl Simulation {
     fn cheaper_type(&self, pi: usize, c: &mut Candidate, left: &mut Vec<Demand>) -> Option<u16> {
         let demand = c.demand.as_deref().expect("worked out");
         let types = &self.spec.pools[pi].types;
+        let spot = self.spec.pools[pi].capacity_type == CapacityType::Spot;
+        let spot_to_spot = self.spec.karpenter.spot_to_spot_consolidation;
         *c.cheaper.get_or_insert_with(|| {
-            (0..c.itype as usize)
-                .find(|&k| {
+            let fitting = (0..c.itype as usize)
+                .filter(|&k| {
                     let mut room = self.type_room(&types[k]);
                     left.clear();
                     left.extend_from_slice(demand);
                     room.fill(left);
                     left.iter().all(|x| x.count == 0)
                 })
-                .map(|k| k as u16)
+                .map(|k| k as u16);
+            replacement(fitting, spot, spot_to_spot)
         })
     }
 
@@ -1038,9 +1070,18 @@ mod tests {
     /// leaving; the workload does not recreate them here): one m5.2xlarge
     /// with 3 pods, which an m5.large would take.
     fn one_big_node_with_three_pods(cidr: &str) -> (Simulation, VecSink) {
+        one_big_node_with_three_pods_in(cidr, "on_demand", false)
+    }
+
+    fn one_big_node_with_three_pods_in(
+        cidr: &str,
+        capacity: &str,
+        spot_to_spot: bool,
+    ) -> (Simulation, VecSink) {
         let yaml = format!(
             "name: replace
 duration: 1h
+karpenter: {{spot_to_spot_consolidation: {spot_to_spot}}}
 subnets:
   - {{name: a, cidr: {cidr}, zone: z}}
 node_pools:
@@ -1048,6 +1089,7 @@ node_pools:
     autoscaler: karpenter
     instance_types: [m5.large, m5.2xlarge]
     subnets: [a]
+    capacity_type: {capacity}
     karpenter:
       prices: {{m5.large: 0.096, m5.2xlarge: 0.384}}
       consolidate_after: 1m
@@ -1097,6 +1139,44 @@ workloads:
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].itype, 0);
         assert_eq!(live[0].pods.len(), 3);
+    }
+
+    #[test]
+    fn a_spot_node_is_not_replaced_by_spot_without_fifteen_cheaper_types() {
+        // The same node as spot: Karpenter's SpotToSpotConsolidation gate
+        // is off by default, and on it still needs 15 cheaper types (the
+        // pool has one). The node stays, consolidatable, never replaced.
+        for gate in [false, true] {
+            let (mut sim, mut sink) = one_big_node_with_three_pods_in("10.0.0.0/22", "spot", gate);
+            sim.run_until(Ms::from_secs(1200), &mut sink);
+            let kinds: Vec<&str> = sink
+                .events
+                .iter()
+                .filter(|e| e.time >= Ms::from_secs(600))
+                .map(|e| e.kind)
+                .filter(|k| matches!(*k, "consolidation" | "node_launched" | "node_terminated"))
+                .collect();
+            assert!(kinds.is_empty(), "gate {gate}: {kinds:?}");
+            let live: Vec<&super::super::Node> = sim.nodes.iter().flatten().map(|n| &**n).collect();
+            assert_eq!(live.len(), 1);
+            assert_eq!(live[0].itype, 1, "still the m5.2xlarge");
+            assert_eq!(live[0].pods.len(), 3);
+        }
+    }
+
+    #[test]
+    fn spot_to_spot_replacement_follows_karpenter() {
+        let cheaper = |n: u16| 0..n;
+        // On-demand: the cheapest that fits.
+        assert_eq!(replacement(cheaper(1), false, false), Some(0));
+        assert_eq!(replacement(cheaper(0), false, true), None);
+        // Spot: never with the gate off.
+        assert_eq!(replacement(cheaper(20), true, false), None);
+        // Gate on: 15 cheaper options at least, then the cheapest.
+        assert_eq!(replacement(cheaper(14), true, true), None);
+        assert_eq!(replacement(cheaper(15), true, true), Some(0));
+        assert_eq!(replacement([3, 5].into_iter(), true, true), None);
+        assert_eq!(replacement((2..40).step_by(2), true, true), Some(2));
     }
 
     #[test]
