@@ -6,7 +6,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use super::{Event, Launcher, Simulation, NONE};
+use super::{Event, Launcher, Node, Simulation, NONE};
 use crate::addr::SubnetId;
 use crate::cluster::autoscaling::{Autoscaler, ConsolidationPolicy, SubnetPolicy};
 use crate::cluster::scheduler::Capacity;
@@ -186,6 +186,60 @@ pub fn replacement(
         .then_some(first)
 }
 
+/// A consolidatable node's place in Karpenter's candidate order
+/// (`sortCandidates` in `pkg/controllers/disruption/consolidation.go`,
+/// v1.14 on): the savings ratio, price over reschedule disruption cost,
+/// highest first. A node's disruption cost is 1 plus each reschedulable
+/// pod's eviction cost (`computeRescheduleDisruptionCost`), 1 a pod without
+/// a deletion-cost annotation or priority (`EvictionCost`), as every pod
+/// here; DaemonSet pods are not reschedulable. Empty nodes (no
+/// reschedulable pod) come first, for emptiness. Ties, which Karpenter
+/// leaves in no set order (`sort.Slice` over nodes listed from a map), go
+/// to the least allocated node, then the oldest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CandKey {
+    /// Reschedulable pods (0: empty).
+    pub pods: u32,
+    /// Price per hour in millionths of a dollar; 0 for a type without a
+    /// price (last, by allocation).
+    pub price: u64,
+    /// The scheduler's index key (allocation).
+    pub alloc: u64,
+    pub id: u32,
+}
+
+impl Ord for CandKey {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        // price / (1 + pods), higher first: compared exactly, crosswise.
+        let mine = u128::from(self.price) * (1 + u128::from(o.pods));
+        let theirs = u128::from(o.price) * (1 + u128::from(self.pods));
+        (self.pods > 0)
+            .cmp(&(o.pods > 0))
+            .then(theirs.cmp(&mine))
+            .then(self.alloc.cmp(&o.alloc))
+            .then(self.id.cmp(&o.id))
+            .then(self.pods.cmp(&o.pods))
+            .then(self.price.cmp(&o.price))
+    }
+}
+
+impl PartialOrd for CandKey {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+fn cand_key(spec: &ClusterSpec, n: &Node, alloc: u64, id: u32) -> CandKey {
+    CandKey {
+        pods: n.ripe_pods,
+        price: spec.pools[n.pool as usize].types[n.itype as usize]
+            .price
+            .unwrap_or(0),
+        alloc,
+        id,
+    }
+}
+
 /// Candidates one consolidation pass evaluates at most (least allocated
 /// first): a bound on the simulation's cost, standing for Karpenter's
 /// single-node consolidation timeout; a documented knob of the model, not
@@ -281,10 +335,10 @@ pub struct KarpenterState {
     /// Reused buffers of the disruption pass.
     scratch: Scratch,
     /// Per pool: the schedulable nodes whose last pod event is at least
-    /// `consolidate_after` ago (consolidatable), as (index key, node): the
-    /// disruption pass's candidates, in the index's order, without a scan
-    /// of every node; with what the pass works out about each.
-    ripe: Vec<BTreeMap<(u64, u32), Candidate>>,
+    /// `consolidate_after` ago (consolidatable): the disruption pass's
+    /// candidates in Karpenter's order ([`CandKey`]), without a scan of
+    /// every node; with what the pass works out about each.
+    ripe: Vec<BTreeMap<CandKey, Candidate>>,
     /// The command waiting out the validation delay, if any (no pass
     /// runs meanwhile).
     validating: Option<Command>,
@@ -622,7 +676,8 @@ impl Simulation {
         let pi = node.pool as usize;
         if node.ripe {
             node.ripe = false;
-            self.karpenter.ripe[pi].remove(&(old_key, id));
+            let key = cand_key(&self.spec, node, old_key, id);
+            self.karpenter.ripe[pi].remove(&key);
         }
         if node.due_filed {
             return;
@@ -643,11 +698,12 @@ impl Simulation {
     pub(super) fn karpenter_indexed(&mut self, id: u32, key: u64, entered: bool) {
         let node = self.nodes[id as usize].as_ref().expect("live");
         if node.ripe {
+            let k = self.cand_key(node, key, id);
             let set = &mut self.karpenter.ripe[node.pool as usize];
             if entered {
-                set.insert((key, id), Candidate::of(node.itype));
+                set.insert(k, Candidate::of(node.itype));
             } else {
-                set.remove(&(key, id));
+                set.remove(&k);
             }
         }
     }
@@ -677,8 +733,11 @@ impl Simulation {
                 n.due_filed = false;
                 debug_assert!(!n.ripe);
                 n.ripe = true;
+                n.ripe_pods = n.cap.pods.saturating_sub(self.spec.nodes.daemonset_pods);
                 if n.schedulable() {
-                    self.karpenter.ripe[pi].insert((n.key, id), Candidate::of(n.itype));
+                    let n = &**n;
+                    let key = cand_key(&self.spec, n, n.key, id);
+                    self.karpenter.ripe[pi].insert(key, Candidate::of(n.itype));
                 }
             } else if !n.schedulable() {
                 // Not in the index: its time does not wake the pass.
@@ -690,6 +749,12 @@ impl Simulation {
         heap.extend(aside.drain(..));
         self.karpenter.scratch.aside = aside;
         next
+    }
+
+    /// Node `id`'s place among the consolidatable nodes, under index key
+    /// `alloc` (the one it had when it became consolidatable).
+    fn cand_key(&self, n: &Node, alloc: u64, id: u32) -> CandKey {
+        cand_key(&self.spec, n, alloc, id)
     }
 
     /// The disruption controller's pass (`Controller.Reconcile`): in
@@ -761,7 +826,11 @@ impl Simulation {
                         (now >= n.last_pod_event + after) == ripe
                     })
                 };
-                debug_assert!(scan(true).eq(this.karpenter.ripe[pi].keys().copied()));
+                let mut ids: Vec<u32> = scan(true).map(|(_, id)| id).collect();
+                let mut held: Vec<u32> = this.karpenter.ripe[pi].keys().map(|k| k.id).collect();
+                ids.sort_unstable();
+                held.sort_unstable();
+                debug_assert_eq!(ids, held);
                 let first = scan(false)
                     .map(|(_, id)| this.nodes[id as usize].as_ref().expect("indexed"))
                     .map(|n| n.last_pod_event + after)
@@ -773,16 +842,16 @@ impl Simulation {
                 continue; // looks again next pass
             }
             s.looked.push((pi as u32, next_ripe));
-            let mut took = 0;
-            for &(key, id) in self.karpenter.ripe[pi].keys() {
-                if key > 0 || took >= allowed {
-                    break;
-                }
-                let n = self.nodes[id as usize].as_ref().expect("indexed");
-                if n.cap.pods == daemons {
-                    empty.push(id);
-                    took += 1;
-                }
+            // Empty nodes come first, the dearest first (`CandKey`).
+            let ripe = &self.karpenter.ripe[pi];
+            for key in ripe
+                .keys()
+                .take_while(|k| k.pods == 0)
+                .take(allowed as usize)
+            {
+                let n = self.nodes[key.id as usize].as_ref().expect("indexed");
+                debug_assert_eq!(n.cap.pods, daemons);
+                empty.push(key.id);
             }
         }
         let mut cmd = (!empty.is_empty()).then_some(Command::Empty(empty));
@@ -820,7 +889,7 @@ impl Simulation {
     /// deleted, or the first a cheaper type takes is replaced.
     fn single_node(&mut self, pi: usize, s: &mut Scratch) -> Option<Command> {
         let mut ripe = std::mem::take(&mut self.karpenter.ripe[pi]);
-        for (&(_, id), c) in ripe.iter_mut().take(CANDIDATES_PER_PASS) {
+        for (&CandKey { id, .. }, c) in ripe.iter_mut().take(CANDIDATES_PER_PASS) {
             match &c.demand {
                 None => {
                     let mut d = Vec::new();
@@ -837,7 +906,7 @@ impl Simulation {
             let mut order = self.ready_pool[pi].iter();
             let rooms = &mut s.rooms;
             let mut verdict = None;
-            for (&(_, id), c) in ripe.iter_mut().take(CANDIDATES_PER_PASS) {
+            for (&CandKey { id, .. }, c) in ripe.iter_mut().take(CANDIDATES_PER_PASS) {
                 let demand = c.demand.as_deref().expect("worked out above");
                 let mut k = 0;
                 let nodes = &self.nodes;
@@ -1162,6 +1231,89 @@ workloads:
             assert_eq!(live[0].itype, 1, "still the m5.2xlarge");
             assert_eq!(live[0].pods.len(), 3);
         }
+    }
+
+    #[test]
+    fn candidates_go_by_savings_ratio_not_allocation() {
+        // Two m5.large: node 0 holds one 1500m pod (78% allocated), node 1
+        // two 100m pods (10%). Each's pods fit on the other. Least
+        // allocated first would delete node 1; Karpenter takes the highest
+        // price / (1 + pods) first: node 0 (p/2 against p/3).
+        let yaml = "name: order
+duration: 1h
+subnets:
+  - {name: a, cidr: 10.0.0.0/22, zone: z}
+node_pools:
+  - name: k
+    autoscaler: karpenter
+    instance_types: [m5.large]
+    size: 2
+    subnets: [a]
+    karpenter:
+      prices: {m5.large: 0.096}
+      consolidate_after: 1m
+workloads:
+  - {name: big, replicas: 0, cpu: 1500m}
+  - {name: small, replicas: 0, cpu: 100m}
+";
+        let sc = crate::scenario::parse(yaml, std::path::Path::new("t.yaml")).unwrap();
+        let mut sim = Simulation::new(&sc, 1);
+        let mut sink = VecSink::default();
+        // Both nodes Ready, then the pods: the big one on node 0 (a tie,
+        // the lower id), the small ones on node 1 (least allocated).
+        sim.run_until(Ms::from_secs(60), &mut sink);
+        assert_eq!(sim.ready_pool[0].len(), 2);
+        sim.set_replicas(0, 1);
+        sim.set_replicas(1, 2);
+        sim.queue_schedule();
+        sim.settle();
+        sim.run_until(Ms::from_secs(600), &mut sink);
+        let on = |w: u32| -> Vec<u32> {
+            let mut v: Vec<u32> = sim
+                .pods
+                .iter()
+                .filter(|p| p.workload == w && p.state == PodState::Running)
+                .map(|p| p.node)
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let first: Vec<String> = sink
+            .events
+            .iter()
+            .filter(|e| e.kind == "consolidation")
+            .map(|e| e.detail.clone())
+            .collect();
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert!(
+            first[0].starts_with("underutilized: 1 pods fit"),
+            "{first:?}"
+        );
+        // Every pod now runs on node 1.
+        assert_eq!(on(0), [1]);
+        assert_eq!(on(1), [1, 1]);
+    }
+
+    #[test]
+    fn the_savings_ratio_orders_candidates() {
+        let k = |pods: u32, price: u64, alloc: u64, id: u32| CandKey {
+            pods,
+            price,
+            alloc,
+            id,
+        };
+        let mut keys = [
+            k(3, 384, 10, 0), // 96
+            k(1, 96, 5, 1),   // 48
+            k(0, 96, 0, 2),   // empty
+            k(1, 192, 90, 3), // 96: ties with 0, more allocated
+            k(0, 384, 0, 4),  // empty, dearer
+            k(2, 0, 1, 5),    // no price
+            k(7, 384, 20, 6), // 48, ties with 1, more allocated
+        ];
+        keys.sort();
+        let ids: Vec<u32> = keys.iter().map(|k| k.id).collect();
+        assert_eq!(ids, [4, 2, 0, 3, 1, 6, 5]);
     }
 
     #[test]

@@ -266,6 +266,9 @@ struct Node {
     /// `NONE`.
     spot_group: u32,
     group_pos: u32,
+    /// Karpenter: its reschedulable pods when it became consolidatable
+    /// (its place among the candidates, `karpenter::CandKey`).
+    ripe_pods: u32,
     /// Cluster Autoscaler: since when the node is under the utilization
     /// threshold.
     under_since: Option<Ms>,
@@ -305,6 +308,7 @@ impl Node {
             group_pos: 0,
             last_pod_event: now,
             ripe: false,
+            ripe_pods: 0,
             due_filed: false,
             under_since: None,
             trunk: None,
