@@ -240,8 +240,8 @@ fn cand_key(spec: &ClusterSpec, n: &Node, alloc: u64, id: u32) -> CandKey {
     }
 }
 
-/// Candidates one consolidation pass evaluates at most (least allocated
-/// first): a bound on the simulation's cost, standing for Karpenter's
+/// Candidates one consolidation pass evaluates at most (the first in
+/// [`CandKey`] order): a bound on the simulation's cost, standing for Karpenter's
 /// single-node consolidation timeout; a documented knob of the model, not
 /// a Karpenter setting.
 pub const CANDIDATES_PER_PASS: usize = 50;
@@ -883,8 +883,8 @@ impl Simulation {
         cmd
     }
 
-    /// Single-node consolidation in pool `pi`: least allocated candidates
-    /// first (their demands worked out at their first pass, see
+    /// Single-node consolidation in pool `pi`: candidates in Karpenter's
+    /// order, [`CandKey`] (their demands worked out at their first pass, see
     /// `Candidate`), the first whose pods fit on the pool's other nodes is
     /// deleted, or the first a cheaper type takes is replaced.
     fn single_node(&mut self, pi: usize, s: &mut Scratch) -> Option<Command> {
