@@ -181,6 +181,26 @@ fn set_overrides_a_field_like_a_variant() {
     let o = run(&["run", C24, "--set", "vpc_cni.warm_ip_target"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("expected PATH=VALUE"), "{}", stderr(&o));
+    // A value of the wrong type: the override at fault is named, not
+    // only `--set` (serde's type errors carry no path).
+    let o = run(&[
+        "run",
+        C24,
+        "--set",
+        "seed=3",
+        "--set",
+        "karpenter.spot_to_spot_consolidation=maybe",
+        "--out",
+        "/tmp/x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(
+            "--set karpenter.spot_to_spot_consolidation=maybe: invalid type: string \"maybe\", expected a boolean"
+        ),
+        "{}",
+        stderr(&o)
+    );
     let o = run(&["run", C24, "--variant", "slash-23"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(

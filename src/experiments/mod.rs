@@ -110,7 +110,33 @@ pub fn load(path: &Path, sets: &[SetOverride]) -> Result<Study, ScenarioError> {
     let (base, base_value) = if sets.is_empty() {
         (base, root.clone())
     } else {
-        with_sets(root.clone(), "--set", None)?
+        match with_sets(root.clone(), "--set", None) {
+            Ok(b) => b,
+            Err(e) => {
+                // Name the override at fault: the first whose addition
+                // makes the scenario invalid (a type error from serde
+                // carries no path of its own).
+                let culprit = (1..=sets.len()).find(|&k| {
+                    let mut v = root.clone();
+                    sets[..k].iter().all(|s| apply_set(&mut v, s).is_ok())
+                        && scenario::from_value(v, &text, path, "--set", None).is_err()
+                });
+                return Err(match culprit {
+                    Some(k) => {
+                        let label = format!("--set {}", sets[k - 1].text);
+                        let mut v = root.clone();
+                        for s in &sets[..k] {
+                            apply_set(&mut v, s).map_err(|m| problem(path, None, &label, m))?;
+                        }
+                        match scenario::from_value(v, &text, path, &label, None) {
+                            Err(named) => named,
+                            Ok(_) => e,
+                        }
+                    }
+                    None => e,
+                });
+            }
+        }
     };
     let name = base.name.clone();
     let mut out = vec![Variant {
