@@ -107,36 +107,30 @@ pub fn load(path: &Path, sets: &[SetOverride]) -> Result<Study, ScenarioError> {
         let sc = scenario::from_value(v.clone(), &text, path, label, line)?;
         Ok::<_, ScenarioError>((sc, v))
     };
+    // The base with the first `k` overrides; the scenario's problems
+    // labelled `label` (an override's own problem names it already).
+    let base_with = |k: usize, label: &str| {
+        let mut v = root.clone();
+        for s in &sets[..k] {
+            apply_set(&mut v, s).map_err(|m| problem(path, None, "--set", m))?;
+        }
+        let sc = scenario::from_value(v.clone(), &text, path, label, None)?;
+        Ok::<_, ScenarioError>((sc, v))
+    };
     let (base, base_value) = if sets.is_empty() {
         (base, root.clone())
     } else {
-        match with_sets(root.clone(), "--set", None) {
-            Ok(b) => b,
-            Err(e) => {
-                // Name the override at fault: the first whose addition
-                // makes the scenario invalid (a type error from serde
-                // carries no path of its own).
-                let culprit = (1..=sets.len()).find(|&k| {
-                    let mut v = root.clone();
-                    sets[..k].iter().all(|s| apply_set(&mut v, s).is_ok())
-                        && scenario::from_value(v, &text, path, "--set", None).is_err()
-                });
-                return Err(match culprit {
-                    Some(k) => {
-                        let label = format!("--set {}", sets[k - 1].text);
-                        let mut v = root.clone();
-                        for s in &sets[..k] {
-                            apply_set(&mut v, s).map_err(|m| problem(path, None, &label, m))?;
-                        }
-                        match scenario::from_value(v, &text, path, &label, None) {
-                            Err(named) => named,
-                            Ok(_) => e,
-                        }
-                    }
-                    None => e,
-                });
-            }
-        }
+        base_with(sets.len(), "--set").or_else(|e| {
+            // Name the override at fault: the first whose addition makes
+            // the scenario invalid (serde's type errors carry no path).
+            let culprit = (1..=sets.len()).find(|&k| base_with(k, "--set").is_err());
+            Err(match culprit {
+                Some(k) => base_with(k, &format!("--set {}", sets[k - 1].text))
+                    .err()
+                    .unwrap_or(e),
+                None => e,
+            })
+        })?
     };
     let name = base.name.clone();
     let mut out = vec![Variant {

@@ -229,6 +229,8 @@ impl PartialOrd for CandKey {
     }
 }
 
+/// Node `id`'s place among the consolidatable nodes, under index key
+/// `alloc` (the one it had when it became consolidatable).
 fn cand_key(spec: &ClusterSpec, n: &Node, alloc: u64, id: u32) -> CandKey {
     CandKey {
         pods: n.ripe_pods,
@@ -698,7 +700,7 @@ impl Simulation {
     pub(super) fn karpenter_indexed(&mut self, id: u32, key: u64, entered: bool) {
         let node = self.nodes[id as usize].as_ref().expect("live");
         if node.ripe {
-            let k = self.cand_key(node, key, id);
+            let k = cand_key(&self.spec, node, key, id);
             let set = &mut self.karpenter.ripe[node.pool as usize];
             if entered {
                 set.insert(k, Candidate::of(node.itype));
@@ -749,12 +751,6 @@ impl Simulation {
         heap.extend(aside.drain(..));
         self.karpenter.scratch.aside = aside;
         next
-    }
-
-    /// Node `id`'s place among the consolidatable nodes, under index key
-    /// `alloc` (the one it had when it became consolidatable).
-    fn cand_key(&self, n: &Node, alloc: u64, id: u32) -> CandKey {
-        cand_key(&self.spec, n, alloc, id)
     }
 
     /// The disruption controller's pass (`Controller.Reconcile`): in
