@@ -120,16 +120,16 @@ pub fn load(path: &Path, sets: &[SetOverride]) -> Result<Study, ScenarioError> {
     let (base, base_value) = if sets.is_empty() {
         (base, root.clone())
     } else {
-        base_with(sets.len(), "--set").or_else(|e| {
+        base_with(sets.len(), "--set").map_err(|e| {
             // Name the override at fault: the first whose addition makes
             // the scenario invalid (serde's type errors carry no path).
             let culprit = (1..=sets.len()).find(|&k| base_with(k, "--set").is_err());
-            Err(match culprit {
+            match culprit {
                 Some(k) => base_with(k, &format!("--set {}", sets[k - 1].text))
                     .err()
                     .unwrap_or(e),
                 None => e,
-            })
+            }
         })?
     };
     let name = base.name.clone();
