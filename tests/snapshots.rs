@@ -228,6 +228,30 @@ fn bad_snapshots_are_refused_with_file_json_path_and_reason() {
     }
 }
 
+/// A snapshot that cannot be read refuses the subnet; a pool adopting
+/// from it is then not checked against the wrong subnets (it panicked on
+/// an index before): exit 2 naming the file, no panic.
+#[test]
+fn a_missing_snapshot_with_adoption_is_a_clean_error() {
+    let d = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("scenarios/from-snapshot.yaml")).unwrap();
+    let moved = d.path().join("from-snapshot.yaml");
+    std::fs::write(&moved, text).unwrap();
+    let o = run(&[
+        "run",
+        moved.to_str().unwrap(),
+        "--out",
+        d.path().join("o").to_str().unwrap(),
+        "-q",
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(e.contains("subnets[0].from"), "{e}");
+    assert!(e.contains("snapshots/subnets.json"), "{e}");
+    assert!(!d.path().join("o").exists(), "no outputs");
+}
+
 #[test]
 fn adoption_takes_nodes_by_rule_and_keeps_the_rest_static() {
     // Two EKS nodes (a primary ENI each, one with a CNI ENI holding two

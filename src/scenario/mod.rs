@@ -1894,6 +1894,12 @@ fn resolve_adoption(
     c: &mut Checker,
 ) {
     let root = Path::default();
+    if subnets.len() != raw.subnets.len() {
+        // A subnet was refused (its error is reported): the pools' subnet
+        // indices count the scenario's subnets, so they would name the
+        // wrong ones here, or none.
+        return;
+    }
     // Every instance with a primary ENI in a snapshot: (subnet, eni index).
     let mut primaries: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut others: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
