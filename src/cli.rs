@@ -90,7 +90,7 @@ struct CompareArgs {
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Threads (default: all cores). Outputs do not depend on it.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = jobs_arg)]
     jobs: usize,
     /// Override one field of every variant: PATH=VALUE. Repeatable.
     #[arg(long = "set", value_name = "PATH=VALUE")]
@@ -112,7 +112,7 @@ struct SweepArgs {
     #[arg(long = "grid", value_name = "PATH=VALUES")]
     grid: Vec<String>,
     /// Threads (default: all cores). Results do not depend on it.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = jobs_arg)]
     jobs: usize,
     /// Run slice K (0 to N-1) of N: K/N, or `auto` (the index from
     /// JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX; N from --shards).
@@ -161,7 +161,7 @@ struct CheckArgs {
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
     /// Threads (default: all cores).
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = jobs_arg)]
     jobs: usize,
     /// Override one field of every run: PATH=VALUE. Repeatable.
     #[arg(long = "set", value_name = "PATH=VALUE")]
@@ -179,6 +179,20 @@ fn parse_duration(s: &str) -> Result<Ms, String> {
         Ms::ZERO => Err("must be more than 0".into()),
         d => Ok(d),
     }
+}
+
+/// The most threads `--jobs` takes: beyond any machine's cores, and far
+/// below what would make creating them the run's cost.
+const MAX_JOBS: usize = 1024;
+
+fn jobs_arg(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a number of threads, 0 for all cores"))?;
+    if n > MAX_JOBS {
+        return Err(format!("{n} threads: at most {MAX_JOBS} (0: all cores)"));
+    }
+    Ok(n)
 }
 
 #[derive(Args, Debug)]

@@ -83,11 +83,18 @@ fn outputs_do_not_depend_on_the_thread_count() {
     let d = tempfile::tempdir().unwrap();
     compare(C24, &d.path().join("one"), &["--jobs", "1"]);
     compare(C24, &d.path().join("two"), &["--jobs", "2"]);
+    // More threads than variants: as many threads as variants.
+    compare(C24, &d.path().join("many"), &["--jobs", "1024"]);
     let (a, b) = (tree(&d.path().join("one")), tree(&d.path().join("two")));
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (k, v) in &a {
         assert!(v == &b[k], "{k} differs between --jobs 1 and --jobs 2");
     }
+    assert!(a == tree(&d.path().join("many")), "--jobs 1024 differs");
+    // A thread count no machine has is refused, not attempted.
+    let o = run(&["compare", C24, "--jobs", "100000", "--quiet"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("at most 1024"), "{}", stderr(&o));
 }
 
 #[test]

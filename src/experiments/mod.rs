@@ -213,9 +213,16 @@ where
     F: Fn(&T) -> R + Sync + Send,
 {
     use rayon::prelude::*;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs)
-        .build()
-        .expect("a thread pool");
-    pool.install(|| items.par_iter().map(&f).collect())
+    // No more threads than items; 0 is rayon's default (all cores).
+    let threads = if jobs == 0 {
+        0
+    } else {
+        jobs.min(items.len().max(1))
+    };
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(|| items.par_iter().map(&f).collect()),
+        // The system refused the threads: the same results, one by one
+        // (they do not depend on the thread count).
+        Err(_) => items.iter().map(&f).collect(),
+    }
 }
