@@ -12,11 +12,32 @@ use subnetsim::sim::observe::NullSink;
 use subnetsim::sim::Simulation;
 use subnetsim::time::Ms;
 
-const BASES: [&str; 4] = [
-    include_str!("../scenarios/quickstart.yaml"),
-    include_str!("../scenarios/subnet-discovery.yaml"),
-    include_str!("../scenarios/rotation-22.yaml"),
-    include_str!("../scenarios/seed-002-t3medium-24.yaml"),
+macro_rules! base {
+    ($f:literal) => {
+        (
+            concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/", $f),
+            include_str!(concat!("../scenarios/", $f)),
+        )
+    };
+}
+
+/// Every shipped scenario but the two fleets (too large for a fuzz case),
+/// with its path: `from-snapshot.yaml` reads its snapshots beside it.
+const BASES: [(&str, &str); 14] = [
+    base!("quickstart.yaml"),
+    base!("subnet-discovery.yaml"),
+    base!("rotation-22.yaml"),
+    base!("seed-002-t3medium-24.yaml"),
+    base!("from-snapshot.yaml"),
+    base!("karpenter.yaml"),
+    base!("karpenter-subnet-choice.yaml"),
+    base!("cluster-autoscaler.yaml"),
+    base!("no-scale-up.yaml"),
+    base!("spot-interruptions.yaml"),
+    base!("hpa-burst.yaml"),
+    base!("compare-24-vs-22.yaml"),
+    base!("compare-reservations.yaml"),
+    base!("reservation-sizing.yaml"),
 ];
 
 /// Values that broke or could break a parser or a conversion.
@@ -127,7 +148,13 @@ fn mutate(base: &str, edits: &[Edit]) -> String {
 /// Parses; if the scenario validates, runs it (at most 10 simulated
 /// minutes) and checks the run's invariants.
 fn check_scenario(text: &str) -> bool {
-    let Ok(mut sc) = scenario::parse(text, Path::new("fuzz.yaml")) else {
+    check_scenario_at(text, "fuzz.yaml")
+}
+
+/// [`check_scenario`] for a text read from `path` (its relative files
+/// resolve beside it).
+fn check_scenario_at(text: &str, path: &str) -> bool {
+    let Ok(mut sc) = scenario::parse(text, Path::new(path)) else {
         return false;
     };
     sc.duration = sc.duration.min(Ms::from_secs(600));
@@ -156,7 +183,8 @@ fn single_mutations_often_still_run() {
             2 => Edit::ReplaceValue(rng.gen(), rng.gen_range(0..NASTY.len())),
             _ => Edit::Indent(rng.gen(), rng.gen_range(0..6)),
         };
-        if check_scenario(&mutate(BASES[i % BASES.len()], &[e])) {
+        let (path, text) = BASES[i % BASES.len()];
+        if check_scenario_at(&mutate(text, &[e]), path) {
             ran += 1;
         }
     }
@@ -168,7 +196,8 @@ proptest! {
 
     #[test]
     fn mutated_scenarios_never_panic(base in 0..BASES.len(), edits in prop::collection::vec(edit(), 1..6)) {
-        check_scenario(&mutate(BASES[base], &edits));
+        let (path, text) = BASES[base];
+        check_scenario_at(&mutate(text, &edits), path);
     }
 
     #[test]
