@@ -132,10 +132,12 @@ pub struct SubnetDescription {
 /// Why an inspection input was refused. Every message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    #[error("{file}: cannot read: {source}")]
+    /// The OS error is in the message, not a chained source (it would
+    /// print twice).
+    #[error("{file}: cannot read: {error}")]
     Io {
         file: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{file}:{line}:{column}: not the expected AWS CLI JSON: {message}")]
     Json {
@@ -152,9 +154,9 @@ pub enum InspectError {
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, InspectError> {
-    let text = std::fs::read_to_string(path).map_err(|source| InspectError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| InspectError::Io {
         file: path.to_path_buf(),
-        source,
+        error,
     })?;
     serde_json::from_str(&text).map_err(|e| InspectError::Json {
         file: path.to_path_buf(),

@@ -453,6 +453,40 @@ fn messages_speak_the_users_words() {
     );
 }
 
+/// A file that cannot be read or written is named with the OS's reason,
+/// once (it printed twice, as the message and again as its cause).
+#[test]
+fn os_errors_are_told_once() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("missing.json");
+    let o = run(&[
+        "inspect",
+        "--enis",
+        missing.to_str().unwrap(),
+        "--cidr",
+        "10.0.0.0/24",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("missing.json: cannot read: "), "{e}");
+    assert_eq!(e.matches("os error 2").count(), 1, "{e}");
+    let file = d.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out = file.join("sub");
+    let sc = root().join("scenarios/quickstart.yaml");
+    let o = run(&[
+        "run",
+        sc.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("cannot write the outputs into"), "{e}");
+    assert_eq!(e.matches("(os error").count(), 1, "{e}");
+}
+
 #[test]
 fn docs_cite_primary_sources_not_the_steering_folder() {
     // A user's clone has no ../shared: docs cite the sources themselves.

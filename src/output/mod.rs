@@ -28,8 +28,10 @@ use crate::sim::write_node_name;
 /// Why outputs could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    /// The OS error is in the message, not a chained source (it would
+    /// print twice).
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error("chart {path}: {message}")]
     Chart { path: PathBuf, message: String },
     #[error("{path}: another run is writing into this folder now (its lock is held); wait for it or choose another --out")]
@@ -39,9 +41,9 @@ pub enum OutputError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
-    move |source| OutputError::Io {
+    move |error| OutputError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -311,7 +313,7 @@ pub fn run_into_set(
     let wall = started.elapsed().as_secs_f64();
     let (mut ts, mut ev, mut wl) = sink.finish().map_err(|e| OutputError::Io {
         path: set.staging.join(name("timeseries.csv")),
-        source: io::Error::other(e.to_string()),
+        error: io::Error::other(e.to_string()),
     })?;
     for w in [&mut ts, &mut ev, &mut wl] {
         w.flush().map_err(io_err(&set.staging))?;
