@@ -285,14 +285,15 @@ fn div_by(n: u64, d: u64, m: u64) -> u64 {
 /// A placement policy: which Ready node a pod goes to.
 pub trait Placement {
     /// The node for a pod requesting `cpu`/`mem`, among `index` entries
-    /// `(key, node)`; `cap` gives a node's capacity.
-    fn choose(
+    /// `(key, node)`; `cap` gives a node's capacity. Generic over `cap`,
+    /// so that the fit test, run on several nodes a choice, is inlined.
+    fn choose<F: Fn(u32) -> Capacity>(
         &self,
         index: &ReadyIndex,
         cpu: u64,
         mem: u64,
         branch: bool,
-        cap: &dyn Fn(u32) -> Capacity,
+        cap: F,
     ) -> Option<u32>;
 }
 
@@ -303,13 +304,13 @@ pub struct LeastAllocated;
 pub struct MostAllocated;
 
 impl Placement for LeastAllocated {
-    fn choose(
+    fn choose<F: Fn(u32) -> Capacity>(
         &self,
         index: &ReadyIndex,
         cpu: u64,
         mem: u64,
         branch: bool,
-        cap: &dyn Fn(u32) -> Capacity,
+        cap: F,
     ) -> Option<u32> {
         index
             .find(|n| cap(n).fits(cpu, mem, branch))
@@ -318,13 +319,13 @@ impl Placement for LeastAllocated {
 }
 
 impl Placement for MostAllocated {
-    fn choose(
+    fn choose<F: Fn(u32) -> Capacity>(
         &self,
         index: &ReadyIndex,
         cpu: u64,
         mem: u64,
         branch: bool,
-        cap: &dyn Fn(u32) -> Capacity,
+        cap: F,
     ) -> Option<u32> {
         // Highest key first; among equal keys, lowest node id.
         let mut best: Option<(u64, u32)> = None;
@@ -342,11 +343,35 @@ impl Placement for MostAllocated {
     }
 }
 
+/// Either policy, as `scheduler.scoring` chooses (an enum, not a trait
+/// object, so the choice is inlined with its fit test).
+#[derive(Clone, Copy, Debug)]
+pub enum Policy {
+    LeastAllocated,
+    MostAllocated,
+}
+
+impl Placement for Policy {
+    fn choose<F: Fn(u32) -> Capacity>(
+        &self,
+        index: &ReadyIndex,
+        cpu: u64,
+        mem: u64,
+        branch: bool,
+        cap: F,
+    ) -> Option<u32> {
+        match self {
+            Policy::LeastAllocated => LeastAllocated.choose(index, cpu, mem, branch, cap),
+            Policy::MostAllocated => MostAllocated.choose(index, cpu, mem, branch, cap),
+        }
+    }
+}
+
 /// The policy for a scoring setting.
-pub fn policy(s: Scoring) -> &'static dyn Placement {
+pub fn policy(s: Scoring) -> Policy {
     match s {
-        Scoring::LeastAllocated => &LeastAllocated,
-        Scoring::MostAllocated => &MostAllocated,
+        Scoring::LeastAllocated => Policy::LeastAllocated,
+        Scoring::MostAllocated => Policy::MostAllocated,
     }
 }
 
@@ -477,13 +502,13 @@ mod tests {
             .map(|(i, c)| (c.key(), i as u32))
             .collect();
         let cap = |n: u32| caps[n as usize];
-        assert_eq!(LeastAllocated.choose(&index, 100, 0, false, &cap), Some(1));
-        assert_eq!(MostAllocated.choose(&index, 100, 0, false, &cap), Some(2));
+        assert_eq!(LeastAllocated.choose(&index, 100, 0, false, cap), Some(1));
+        assert_eq!(MostAllocated.choose(&index, 100, 0, false, cap), Some(2));
         // Node 2 cannot take 200m more: the next most allocated.
-        assert_eq!(MostAllocated.choose(&index, 200, 0, false, &cap), Some(0));
-        assert_eq!(LeastAllocated.choose(&index, 2000, 0, false, &cap), None);
+        assert_eq!(MostAllocated.choose(&index, 200, 0, false, cap), Some(0));
+        assert_eq!(LeastAllocated.choose(&index, 2000, 0, false, cap), None);
         // A pod with security groups needs a free branch ENI: node 1 has
         // used its 2, node 0 has none; node 2 has room.
-        assert_eq!(LeastAllocated.choose(&index, 100, 0, true, &cap), Some(2));
+        assert_eq!(LeastAllocated.choose(&index, 100, 0, true, cap), Some(2));
     }
 }

@@ -2,6 +2,7 @@
 //! address from ipamd, or a branch ENI), and deletion.
 
 use super::*;
+use crate::cluster::scheduler::Placement;
 
 /// Fitting nodes above which a workload's scheduling memo is dropped for
 /// the index (see `schedule_pending`).
@@ -204,7 +205,7 @@ impl Simulation {
                         }
                         best.map(|b| b.1)
                     }
-                    None => policy.choose(index, cpu, mem, sgp, &cap),
+                    None => policy.choose(index, cpu, mem, sgp, cap),
                 };
                 match choice {
                     Some(n) => {
@@ -522,5 +523,35 @@ workloads:
         }
         let in_lists: usize = sim.nodes.iter().flatten().map(|n| n.pods.len()).sum();
         assert_eq!(in_lists, bound);
+    }
+
+    /// The scoring setting reaches the scheduler: 12 small pods on four
+    /// m5.large spread 3 a node when least allocated, and pack onto one
+    /// node when most allocated.
+    #[test]
+    fn scoring_spreads_or_packs() {
+        let yaml = |scoring: &str| {
+            format!(
+                "name: scoring
+duration: 10m
+scheduler: {{scoring: {scoring}}}
+subnets:
+  - {{name: a, cidr: 10.0.0.0/22, zone: z}}
+node_pools:
+  - {{name: p, instance_type: m5.large, subnets: [a], size: 4}}
+workloads:
+  - {{name: web, replicas: 12, cpu: 10m, memory: 16Mi, start: 5m}}
+"
+            )
+        };
+        let per_node = |scoring: &str| {
+            let mut sim = sim_of(&yaml(scoring));
+            sim.run_until(Ms::from_secs(600), &mut observe::NullSink);
+            let mut n: Vec<usize> = sim.nodes.iter().flatten().map(|n| n.pods.len()).collect();
+            n.sort_unstable();
+            n
+        };
+        assert_eq!(per_node("least_allocated"), [3, 3, 3, 3]);
+        assert_eq!(per_node("most_allocated"), [0, 0, 0, 12]);
     }
 }
