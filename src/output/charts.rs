@@ -16,6 +16,7 @@ use std::sync::Once;
 
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -105,6 +106,74 @@ pub(crate) fn render(
         s(root.present()).map_err(&e)?;
     }
     Ok((png, svg.into_bytes()))
+}
+
+/// A line split into runs that each rise or each fall, never both.
+///
+/// plotters strokes a line wider than a pixel as one polygon, each corner
+/// the meeting of the two offset edges (`plotters-backend`,
+/// `rasterizer::path::compute_polygon_vertex`), capped on the outer side
+/// of a turn but not on the inner. Where a line turns back on itself, as
+/// a day's samples do within one pixel column, the inner edges meet far
+/// away: thin strokes across the panel and into the next. Within a run
+/// time and value both move one way, so no corner turns more than a
+/// right angle. Consecutive runs share their turning point: the line
+/// stays whole.
+pub(crate) fn monotone_runs(points: &[(f64, f64)]) -> Vec<Vec<(f64, f64)>> {
+    let mut runs = Vec::new();
+    let mut run: Vec<(f64, f64)> = Vec::new();
+    let mut dir = 0i8;
+    for &p in points {
+        if let Some(&last) = run.last() {
+            let d = match p.1.partial_cmp(&last.1) {
+                Some(std::cmp::Ordering::Greater) => 1,
+                Some(std::cmp::Ordering::Less) => -1,
+                _ => 0,
+            };
+            if d != 0 && dir != 0 && d != dir {
+                runs.push(std::mem::replace(&mut run, vec![last]));
+                dir = 0;
+            }
+            if d != 0 {
+                dir = d;
+            }
+        }
+        run.push(p);
+    }
+    if run.len() > 1 {
+        runs.push(run);
+    }
+    runs
+}
+
+/// `points` as a solid line `style` wide, drawn in [`monotone_runs`].
+pub(crate) fn line<DB: DrawingBackend>(
+    ch: &mut ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    points: &[(f64, f64)],
+    style: ShapeStyle,
+) -> Res<()> {
+    s(ch.draw_series(
+        monotone_runs(points)
+            .into_iter()
+            .map(|r| PathElement::new(r, style)),
+    ))?;
+    Ok(())
+}
+
+/// `points` as a dashed line (`dash` on, `gap` off, in pixels), drawn in
+/// [`monotone_runs`].
+pub(crate) fn dashed_line<DB: DrawingBackend>(
+    ch: &mut ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    points: &[(f64, f64)],
+    (dash, gap): (i32, i32),
+    style: ShapeStyle,
+) -> Res<()> {
+    s(ch.draw_series(
+        monotone_runs(points)
+            .into_iter()
+            .map(|r| DashedPathElement::new(r, dash, gap, style)),
+    ))?;
+    Ok(())
 }
 
 /// Shades the warm-up, `[0, warm)` up to `top`, on a chart in time units.
@@ -334,8 +403,8 @@ fn draw_free_ips<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &RunResul
         let mut gap: Vec<(f64, f64)> = free.clone();
         gap.extend(deleg.iter().rev());
         s(ch.draw_series([Polygon::new(gap, GAP.filled())]))?;
-        s(ch.draw_series(LineSeries::new(free, BLUE.stroke_width(3))))?;
-        s(ch.draw_series(DashedLineSeries::new(deleg, 8, 5, ORANGE.stroke_width(3))))?;
+        line(&mut ch, &free, BLUE.stroke_width(3))?;
+        dashed_line(&mut ch, &deleg, (8, 5), ORANGE.stroke_width(3))?;
         let lx = (W - LEGEND_W + 16) as i32;
         legend_line(root, lx, y + 14, &BLUE, false, "free addresses")?;
         legend_line(
@@ -406,15 +475,21 @@ fn draw_free_ips<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &RunResul
                 .collect()
         };
         let nodes: Vec<(f64, f64)> = rows.iter().map(|x| (t(x), x.nodes as f64)).collect();
-        s(ch.draw_secondary_series(DashedLineSeries::new(nodes, 3, 4, NODES.stroke_width(2))))?;
-        s(ch.draw_series(LineSeries::new(
-            series(&|x| x.pods_pending),
+        s(ch.draw_secondary_series(
+            monotone_runs(&nodes)
+                .into_iter()
+                .map(|r| DashedPathElement::new(r, 3, 4, NODES.stroke_width(2))),
+        ))?;
+        line(
+            &mut ch,
+            &series(&|x| x.pods_pending),
             PENDING.stroke_width(2),
-        )))?;
-        s(ch.draw_series(LineSeries::new(
-            series(&|x| x.pods_waiting_ip),
+        )?;
+        line(
+            &mut ch,
+            &series(&|x| x.pods_waiting_ip),
             WAIT.stroke_width(3),
-        )))?;
+        )?;
         legend_line(
             root,
             lx,
@@ -862,5 +937,92 @@ fn pattern<DB: DrawingBackend>(
             s(root.draw(&PathElement::new(vec![(x, y + c), (x + c, y)], ink)))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_rise_or_fall_and_join_up() {
+        let pts: Vec<(f64, f64)> = [0., 1., 3., 3., 2., 0., 0., 5., 4.]
+            .iter()
+            .enumerate()
+            .map(|(i, &y)| (i as f64, y))
+            .collect();
+        let runs = monotone_runs(&pts);
+        let ys: Vec<Vec<f64>> = runs
+            .iter()
+            .map(|r| r.iter().map(|p| p.1).collect())
+            .collect();
+        assert_eq!(
+            ys,
+            [
+                vec![0., 1., 3., 3.],
+                vec![3., 2., 0., 0.],
+                vec![0., 5.],
+                vec![5., 4.]
+            ]
+        );
+        for w in runs.windows(2) {
+            assert_eq!(w[0].last(), w[1].first(), "runs share their turn");
+        }
+        assert!(monotone_runs(&pts[..1]).is_empty());
+    }
+
+    /// Pixels of `color` below the chart that `draw` fills: a zigzag of
+    /// 3,000 samples between 0 and 10 on a chart in the top half of a
+    /// 600 x 400 image, as a day's samples in one pixel column.
+    fn below_chart(
+        draw: impl Fn(
+            &mut ChartContext<BitMapBackend, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+            &[(f64, f64)],
+        ),
+    ) -> usize {
+        let (w, h) = (600u32, 400u32);
+        let mut buf = vec![255u8; (w * h * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+            let (top, _) = root.split_vertically(200);
+            let mut ch = ChartBuilder::on(&top)
+                .build_cartesian_2d(0f64..3000.0, 0f64..10.0)
+                .unwrap();
+            let pts: Vec<(f64, f64)> = (0..3000)
+                .map(|i| {
+                    (
+                        i as f64,
+                        if i % 2 == 0 {
+                            0.0
+                        } else {
+                            10.0 * ((i % 7) as f64 / 6.0)
+                        },
+                    )
+                })
+                .collect();
+            draw(&mut ch, &pts);
+            root.present().unwrap();
+        }
+        buf.chunks(3)
+            .enumerate()
+            .filter(|(i, px)| *i as u32 / w >= 210 && px[2] > 150 && px[0] < 100)
+            .count()
+    }
+
+    /// plotters' own thick line strokes far below its chart where a line
+    /// turns back (the artefact); drawn in runs, nothing leaves the chart.
+    #[test]
+    fn thick_lines_stay_in_their_chart() {
+        let style = BLUE.stroke_width(3);
+        let plain = below_chart(|ch, pts| {
+            ch.draw_series(LineSeries::new(pts.to_vec(), style))
+                .unwrap();
+        });
+        assert!(plain > 0, "plotters' artefact is gone: {plain}");
+        assert_eq!(below_chart(|ch, pts| line(ch, pts, style).unwrap()), 0);
+        assert_eq!(
+            below_chart(|ch, pts| dashed_line(ch, pts, (8, 5), style).unwrap()),
+            0
+        );
     }
 }

@@ -274,9 +274,9 @@ fn panel<DB: DrawingBackend>(
         let (c, dashed) = style(i);
         let pts: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1.min(ymax))).collect();
         if dashed {
-            s(ch.draw_series(DashedLineSeries::new(pts, 8, 5, c.stroke_width(3))))?;
+            super::charts::dashed_line(&mut ch, &pts, (8, 5), c.stroke_width(3))?;
         } else {
-            s(ch.draw_series(LineSeries::new(pts, c.stroke_width(3))))?;
+            super::charts::line(&mut ch, &pts, c.stroke_width(3))?;
         }
     }
     Ok(())

@@ -315,10 +315,8 @@ fn draw_bands<DB: DrawingBackend>(
             let mut poly: Vec<(f64, f64)> = (0..n).map(|k| (x(k), val(k, 2))).collect();
             poly.extend((0..n).rev().map(|k| (x(k), val(k, 0))));
             s(ch.draw_series([Polygon::new(poly, color.mix(0.25).filled())]))?;
-            s(ch.draw_series(LineSeries::new(
-                (0..n).map(|k| (x(k), val(k, 1))),
-                color.stroke_width(2),
-            )))?;
+            let mid: Vec<(f64, f64)> = (0..n).map(|k| (x(k), val(k, 1))).collect();
+            super::charts::line(&mut ch, &mid, color.stroke_width(2))?;
         }
         y += BAND_H as i32;
     }
