@@ -297,57 +297,14 @@ pub trait Placement {
     ) -> Option<u32>;
 }
 
-/// Least allocated first (spreads); ties: lowest node id (the real scheduler
-/// picks at random among equal scores).
-pub struct LeastAllocated;
-/// Most allocated first (packs).
-pub struct MostAllocated;
-
-impl Placement for LeastAllocated {
-    fn choose<F: Fn(u32) -> Capacity>(
-        &self,
-        index: &ReadyIndex,
-        cpu: u64,
-        mem: u64,
-        branch: bool,
-        cap: F,
-    ) -> Option<u32> {
-        index
-            .find(|n| cap(n).fits(cpu, mem, branch))
-            .map(|(_, n)| n)
-    }
-}
-
-impl Placement for MostAllocated {
-    fn choose<F: Fn(u32) -> Capacity>(
-        &self,
-        index: &ReadyIndex,
-        cpu: u64,
-        mem: u64,
-        branch: bool,
-        cap: F,
-    ) -> Option<u32> {
-        // Highest key first; among equal keys, lowest node id.
-        let mut best: Option<(u64, u32)> = None;
-        for (k, n) in index.iter_rev() {
-            if let Some((bk, _)) = best {
-                if k < bk {
-                    break;
-                }
-            }
-            if cap(n).fits(cpu, mem, branch) {
-                best = Some((k, n));
-            }
-        }
-        best.map(|(_, n)| n)
-    }
-}
-
-/// Either policy, as `scheduler.scoring` chooses (an enum, not a trait
-/// object, so the choice is inlined with its fit test).
+/// The policy `scheduler.scoring` chooses (an enum, not a trait object,
+/// so the choice is inlined with its fit test).
 #[derive(Clone, Copy, Debug)]
 pub enum Policy {
+    /// Least allocated first (spreads); ties: lowest node id (the real
+    /// scheduler picks at random among equal scores).
     LeastAllocated,
+    /// Most allocated first (packs); ties: lowest node id.
     MostAllocated,
 }
 
@@ -360,9 +317,22 @@ impl Placement for Policy {
         branch: bool,
         cap: F,
     ) -> Option<u32> {
+        let fits = |n: u32| cap(n).fits(cpu, mem, branch);
         match self {
-            Policy::LeastAllocated => LeastAllocated.choose(index, cpu, mem, branch, cap),
-            Policy::MostAllocated => MostAllocated.choose(index, cpu, mem, branch, cap),
+            Policy::LeastAllocated => index.find(fits).map(|(_, n)| n),
+            Policy::MostAllocated => {
+                // Highest key first; among equal keys, lowest node id.
+                let mut best: Option<(u64, u32)> = None;
+                for (k, n) in index.iter_rev() {
+                    if best.is_some_and(|(bk, _)| k < bk) {
+                        break;
+                    }
+                    if fits(n) {
+                        best = Some((k, n));
+                    }
+                }
+                best.map(|(_, n)| n)
+            }
         }
     }
 }
@@ -502,13 +472,28 @@ mod tests {
             .map(|(i, c)| (c.key(), i as u32))
             .collect();
         let cap = |n: u32| caps[n as usize];
-        assert_eq!(LeastAllocated.choose(&index, 100, 0, false, cap), Some(1));
-        assert_eq!(MostAllocated.choose(&index, 100, 0, false, cap), Some(2));
+        assert_eq!(
+            Policy::LeastAllocated.choose(&index, 100, 0, false, cap),
+            Some(1)
+        );
+        assert_eq!(
+            Policy::MostAllocated.choose(&index, 100, 0, false, cap),
+            Some(2)
+        );
         // Node 2 cannot take 200m more: the next most allocated.
-        assert_eq!(MostAllocated.choose(&index, 200, 0, false, cap), Some(0));
-        assert_eq!(LeastAllocated.choose(&index, 2000, 0, false, cap), None);
+        assert_eq!(
+            Policy::MostAllocated.choose(&index, 200, 0, false, cap),
+            Some(0)
+        );
+        assert_eq!(
+            Policy::LeastAllocated.choose(&index, 2000, 0, false, cap),
+            None
+        );
         // A pod with security groups needs a free branch ENI: node 1 has
         // used its 2, node 0 has none; node 2 has room.
-        assert_eq!(LeastAllocated.choose(&index, 100, 0, true, cap), Some(2));
+        assert_eq!(
+            Policy::LeastAllocated.choose(&index, 100, 0, true, cap),
+            Some(2)
+        );
     }
 }
