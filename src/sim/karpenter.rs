@@ -1127,13 +1127,18 @@ impl Simulation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::observe::VecSink;
+    use crate::sim::observe::{EventRow, VecSink};
     use crate::sim::PodState;
 
     /// 10 pods of 500m: no m5.large takes them (1930m: 3 pods), the
     /// m5.2xlarge does (15). At 10 minutes 7 of them are deleted (pods
     /// leaving; the workload does not recreate them here): one m5.2xlarge
     /// with 3 pods, which an m5.large would take.
+    /// The event rows from `t` on.
+    fn rows_since(sink: &VecSink, t: Ms) -> impl Iterator<Item = &EventRow> {
+        sink.events.iter().filter(move |e| e.time >= t)
+    }
+
     fn one_big_node_with_three_pods(cidr: &str) -> (Simulation, VecSink) {
         one_big_node_with_three_pods_in(cidr, "on_demand", false)
     }
@@ -1184,10 +1189,7 @@ workloads:
         // replacement is Ready.
         let (mut sim, mut sink) = one_big_node_with_three_pods("10.0.0.0/22");
         sim.run_until(Ms::from_secs(1200), &mut sink);
-        let rows: Vec<(&str, String)> = sink
-            .events
-            .iter()
-            .filter(|e| e.time >= Ms::from_secs(600))
+        let rows: Vec<(&str, String)> = rows_since(&sink, Ms::from_secs(600))
             .map(|e| (e.kind, e.detail.clone()))
             .filter(|(k, _)| matches!(*k, "consolidation" | "node_launched" | "node_terminated"))
             .collect();
@@ -1214,10 +1216,7 @@ workloads:
         for gate in [false, true] {
             let (mut sim, mut sink) = one_big_node_with_three_pods_in("10.0.0.0/22", "spot", gate);
             sim.run_until(Ms::from_secs(1200), &mut sink);
-            let kinds: Vec<&str> = sink
-                .events
-                .iter()
-                .filter(|e| e.time >= Ms::from_secs(600))
+            let kinds: Vec<&str> = rows_since(&sink, Ms::from_secs(600))
                 .map(|e| e.kind)
                 .filter(|k| matches!(*k, "consolidation" | "node_launched" | "node_terminated"))
                 .collect();
@@ -1347,10 +1346,8 @@ workloads:
             .expect("a running pod");
         sim.delete_pod(pod);
         sim.run_until(Ms::from_secs(1200), &mut sink);
-        let rows: Vec<(Ms, &str, &str)> = sink
-            .events
-            .iter()
-            .filter(|e| e.time >= Ms::from_secs(600) && e.kind.starts_with("consolidation"))
+        let rows: Vec<(Ms, &str, &str)> = rows_since(&sink, Ms::from_secs(600))
+            .filter(|e| e.kind.starts_with("consolidation"))
             .map(|e| (e.time, e.kind, e.detail.as_str()))
             .collect();
         assert_eq!(rows.len(), 2, "{rows:?}");
@@ -1381,10 +1378,7 @@ workloads:
             .is_ok()
         {}
         sim.run_until(Ms::from_secs(700), &mut sink);
-        let kinds: Vec<&str> = sink
-            .events
-            .iter()
-            .filter(|e| e.time >= Ms::from_secs(600))
+        let kinds: Vec<&str> = rows_since(&sink, Ms::from_secs(600))
             .map(|e| e.kind)
             .collect();
         assert!(kinds.contains(&"consolidation"), "{kinds:?}");
