@@ -71,17 +71,39 @@ impl Bitmap {
             .is_some_and(|&w| w & (1 << (i % 64)) != 0)
     }
 
-    /// Inserts `id`; false if it was there.
+    /// Inserts `id`; false if it was there. Inlined: a bit set in the
+    /// leaf word, and the levels above only when the word was empty (the
+    /// scheduler's index moves a node on every bind and delete).
+    #[inline]
     pub fn insert(&mut self, id: u32) -> bool {
-        let mut i = id as usize;
-        if self.levels.first().is_none_or(|l| l.len() * 64 <= i) {
-            self.grow(i + 1);
-        }
-        let leaf = &mut self.levels[0][i / 64];
-        if *leaf & (1 << (i % 64)) != 0 {
+        let i = id as usize;
+        let Some(word) = self.levels.first_mut().and_then(|l| l.get_mut(i / 64)) else {
+            return self.insert_growing(id);
+        };
+        let bit = 1u64 << (i % 64);
+        if *word & bit != 0 {
             return false;
         }
-        for level in self.levels.iter_mut() {
+        let was_zero = *word == 0;
+        *word |= bit;
+        if was_zero {
+            self.mark_above(i / 64);
+        }
+        true
+    }
+
+    /// `insert` beyond the ids held so far.
+    #[cold]
+    fn insert_growing(&mut self, id: u32) -> bool {
+        self.grow(id as usize + 1);
+        self.insert(id)
+    }
+
+    /// Word `w` of the leaf level became non-empty: its bit, and the bits
+    /// of the words above that were empty.
+    fn mark_above(&mut self, w: usize) {
+        let mut i = w;
+        for level in self.levels.iter_mut().skip(1) {
             let (w, b) = (i / 64, i % 64);
             let was_zero = level[w] == 0;
             level[w] |= 1 << b;
@@ -90,16 +112,31 @@ impl Bitmap {
             }
             i = w;
         }
+    }
+
+    /// Removes `id`; false if it was not there. Inlined, as `insert`.
+    #[inline]
+    pub fn remove(&mut self, id: u32) -> bool {
+        let i = id as usize;
+        let Some(word) = self.levels.first_mut().and_then(|l| l.get_mut(i / 64)) else {
+            return false;
+        };
+        let bit = 1u64 << (i % 64);
+        if *word & bit == 0 {
+            return false;
+        }
+        *word &= !bit;
+        if *word == 0 {
+            self.clear_above(i / 64);
+        }
         true
     }
 
-    /// Removes `id`; false if it was not there.
-    pub fn remove(&mut self, id: u32) -> bool {
-        if !self.contains(id) {
-            return false;
-        }
-        let mut i = id as usize;
-        for level in self.levels.iter_mut() {
+    /// Word `w` of the leaf level became empty: its bit cleared above, and
+    /// the bits of the words above that became empty.
+    fn clear_above(&mut self, w: usize) {
+        let mut i = w;
+        for level in self.levels.iter_mut().skip(1) {
             let (w, b) = (i / 64, i % 64);
             level[w] &= !(1 << b);
             if level[w] != 0 {
@@ -107,7 +144,6 @@ impl Bitmap {
             }
             i = w;
         }
-        true
     }
 
     /// The lowest member.

@@ -50,6 +50,7 @@ impl Default for ReadyIndex {
 
 impl ReadyIndex {
     /// Adds `(key, node)`; false if it was there.
+    #[inline]
     pub fn insert(&mut self, (key, n): (u64, u32)) -> bool {
         let added = match usize::try_from(key).ok().filter(|&k| k < BUCKETS) {
             Some(b) => {
@@ -69,6 +70,7 @@ impl ReadyIndex {
     }
 
     /// Removes `(key, node)`; false if it was not there.
+    #[inline]
     pub fn remove(&mut self, &(key, n): &(u64, u32)) -> bool {
         let removed = match usize::try_from(key).ok().filter(|&k| k < BUCKETS) {
             Some(b) => {
