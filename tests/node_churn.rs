@@ -344,6 +344,51 @@ fn karpenter_batches_and_picks_the_cheapest_fit() {
         .any(|r| t(r) == 3601.0));
 }
 
+/// Nodes expire exactly `expire_after` after launch, and the event queue
+/// does not hold one expiry per node ever launched. Jobs of 1 CPU (2-6
+/// minutes, 400 an hour) on m5.large make Karpenter launch and consolidate
+/// some 1,200 nodes in 12 hours, while the base workload keeps a few nodes
+/// until their 3 hours run out. One expiry event per launch, queued at
+/// launch, held every node launched in the last 3 hours: a peak of 374
+/// queued events. Queued per pool for the oldest live node, the queue
+/// holds the fleet's and the pods' events: 59.
+#[test]
+fn nodes_expire_on_time_without_an_event_per_launch() {
+    let yaml = "name: expiry
+duration: 12h
+sample_every: 10m
+subnets:
+  - {name: a, cidr: 10.0.0.0/20, zone: z1}
+node_pools:
+  - name: k
+    autoscaler: karpenter
+    instance_types: [m5.large]
+    subnets: [a]
+    karpenter: {consolidate_after: 1m, expire_after: 3h}
+jobs:
+  - {name: batch, per_hour: 400, run_time: [2m, 6m], cpu: \"1\"}
+workloads:
+  - {name: base, replicas: 6, cpu: 1500m, node_pool: k}
+";
+    let d = inline(yaml, &[]);
+    let ev = events(&d);
+    let launched: BTreeMap<&str, f64> = of(&ev, "node_launched")
+        .iter()
+        .map(|r| (r["node"].as_str(), t(r)))
+        .collect();
+    assert!(launched.len() > 1000, "{} launches", launched.len());
+    let expired = of(&ev, "node_expired");
+    assert!(expired.len() >= 10, "{} expiries", expired.len());
+    for r in &expired {
+        let life = t(r) - launched[r["node"].as_str()];
+        assert!((life - 10_800.0).abs() < 0.0005, "{}: {life} s", r["node"]);
+    }
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("summary.json")).unwrap()).unwrap();
+    let peak = s["peak_queue_len"].as_u64().unwrap();
+    assert!(peak < 150, "peak queue {peak}");
+}
+
 #[test]
 fn karpenter_deletes_empty_nodes_within_the_budget() {
     // Four empty nodes at the start and no pods: each becomes

@@ -123,10 +123,12 @@ pub enum Event {
     AwsNodeRestart {
         node: u32,
     },
-    /// The node reached its pool's `max_lifetime`: a replacement launches,
-    /// the node is drained and terminated.
+    /// The oldest nodes of a pool reach its `max_lifetime` (or Karpenter's
+    /// `expire_after`): each is replaced (rotation) or deleted. One such
+    /// event is queued per pool at a time, for its oldest live node (see
+    /// `Simulation::expiring`), not one per node launched.
     NodeExpire {
-        node: u32,
+        pool: u32,
     },
     /// kubelet creates a pod's sandbox (asks ipamd for an address).
     PodSandbox {
@@ -455,6 +457,16 @@ pub struct Simulation {
     /// a replacement is under way.
     rotation: Vec<VecDeque<u32>>,
     rotating: Vec<bool>,
+    /// Per pool with a node lifetime: its nodes in launch order, so in
+    /// order of expiry (a pool's lifetime is one), and the time of the
+    /// `NodeExpire` queued for the first, if any. Nodes gone before their
+    /// expiry are dropped when they reach the front, or all at once when
+    /// they outnumber the live ones: the list, and the queue, stay the
+    /// size of the fleet however many nodes a run launches (one event per
+    /// launch, due a lifetime later, made the queue grow by every node
+    /// launched: bench-large's month averaged 70,000 queued events).
+    expiring: Vec<VecDeque<u32>>,
+    expiry_armed: Vec<Option<Ms>>,
     observer: Observer,
     ipam_events: Vec<IpamEvent>,
     /// Per node subnet: where its nodes' ipamd may create ENIs, and whether
@@ -572,6 +584,8 @@ impl Simulation {
             gauges: vec![SubnetGauges::default(); n_sub],
             rotation: vec![VecDeque::new(); spec.pools.len()],
             rotating: vec![false; spec.pools.len()],
+            expiring: vec![VecDeque::new(); spec.pools.len()],
+            expiry_armed: vec![None; spec.pools.len()],
             ipam_events: Vec::new(),
             eni_subnets: (0..n_sub).map(|i| eni_subnets_for(&spec, i)).collect(),
             zone_of: zone_indices(&spec),
@@ -851,7 +865,7 @@ impl Simulation {
             Event::IpamdTick { node } => self.ipamd_tick(at, node),
             Event::NodeReady { node } => self.node_ready(node),
             Event::AwsNodeRestart { node } => self.aws_node_restart(node),
-            Event::NodeExpire { node } => self.node_expire(node),
+            Event::NodeExpire { pool } => self.expiry_due(pool),
             Event::SpotNotice { node } => self.spot_notice(node),
             Event::SpotRebalance { node } => self.spot_rebalance(node),
             Event::SpotGroup { group } => self.spot_group_event(group),

@@ -183,10 +183,7 @@ impl Simulation {
                     ..Node::launched(pool, itype, si, primary, cap, now)
                 };
                 self.add_node(node);
-                if let Some(life) = self.node_lifetime(pi) {
-                    self.queue
-                        .schedule(now + life, Event::NodeExpire { node: id });
-                }
+                self.expiry_add(pi, id);
                 self.pool_subnet_nodes[pi][si as usize] += 1;
                 self.booting[pi].push(id);
                 let g = &mut self.gauges[si as usize];
@@ -487,7 +484,52 @@ impl Simulation {
         }
     }
 
-    pub(super) fn node_expire(&mut self, id: u32) {
+    /// Files node `id`, just launched in pool `pi`, for its expiry (when
+    /// the pool has a lifetime).
+    pub(super) fn expiry_add(&mut self, pi: usize, id: u32) {
+        let Some(life) = self.node_lifetime(pi) else {
+            return;
+        };
+        let live = self.pool_live(pi) as usize;
+        if self.expiring[pi].len() > 2 * live + 64 {
+            let nodes = &self.nodes;
+            self.expiring[pi].retain(|&n| nodes[n as usize].is_some());
+        }
+        self.expiring[pi].push_back(id);
+        if self.expiry_armed[pi].is_none() {
+            let at = self.queue.now() + life;
+            self.expiry_armed[pi] = Some(at);
+            self.queue
+                .schedule(at, Event::NodeExpire { pool: pi as u32 });
+        }
+    }
+
+    /// Pool `pool`'s `NodeExpire`: every node whose lifetime has run out
+    /// expires, oldest first; the event is queued again for the next.
+    pub(super) fn expiry_due(&mut self, pool: u32) {
+        let pi = pool as usize;
+        let now = self.queue.now();
+        self.expiry_armed[pi] = None;
+        let Some(life) = self.node_lifetime(pi) else {
+            return;
+        };
+        while let Some(&id) = self.expiring[pi].front() {
+            let Some(node) = self.nodes[id as usize].as_ref() else {
+                self.expiring[pi].pop_front(); // gone before its expiry
+                continue;
+            };
+            let at = node.launched_at + life;
+            if at > now {
+                self.expiry_armed[pi] = Some(at);
+                self.queue.schedule(at, Event::NodeExpire { pool });
+                return;
+            }
+            self.expiring[pi].pop_front();
+            self.node_expire(id);
+        }
+    }
+
+    fn node_expire(&mut self, id: u32) {
         let Some(node) = self.nodes[id as usize].as_ref() else {
             return;
         };

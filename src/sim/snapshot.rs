@@ -118,7 +118,6 @@ impl Simulation {
         let (ipam, next) = NodeIpam::adopt(spec, &enis, now, &self.ec2);
         let t = &pt.instance;
         let cap = Capacity::fresh(t, pt.max_pods, self.spec.nodes.daemonset_pods);
-        let life = self.node_lifetime(pi);
         let node = Node {
             state: NodeState::Ready,
             ipam: Some(ipam),
@@ -128,10 +127,7 @@ impl Simulation {
         if let Some(t) = next {
             self.queue.schedule(t, Event::IpamdTick { node: id });
         }
-        if let Some(life) = life {
-            self.queue
-                .schedule(now + life, Event::NodeExpire { node: id });
-        }
+        self.expiry_add(pi, id);
         self.pool_subnet_nodes[pi][si] += 1;
         if self.spec.pools[pi].autoscaler != Autoscaler::Karpenter {
             self.desired[pi] += 1;
