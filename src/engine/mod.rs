@@ -218,6 +218,30 @@ impl<E: Copy> EventQueue<E> {
         Some((at, e))
     }
 
+    /// Drops the waiting events `keep` refuses, keeping the order of the
+    /// rest (each bucket is filtered in place). O(events waiting): for an
+    /// occasional sweep of events known to do nothing when they run.
+    pub fn retain(&mut self, mut keep: impl FnMut(&E) -> bool) {
+        let head = std::mem::take(&mut self.head);
+        self.buckets[0].drain(..head);
+        let mut len = 0;
+        for (b, bucket) in self.buckets.iter_mut().enumerate() {
+            if bucket.is_empty() {
+                continue;
+            }
+            bucket.retain(|(_, e)| keep(e));
+            len += bucket.len();
+            if b > 0 && bucket.is_empty() {
+                let w = (b - 1) / 64;
+                self.nonempty[w] &= !(1 << ((b - 1) % 64));
+                if self.nonempty[w] == 0 {
+                    self.summary &= !(1 << w);
+                }
+            }
+        }
+        self.len = len;
+    }
+
     /// Events processed so far.
     pub fn processed(&self) -> u64 {
         self.processed
@@ -277,7 +301,8 @@ mod tests {
     proptest::proptest! {
         /// The queue keeps the `(time, sequence)` order of a plain sorted
         /// map, whatever the mix of same-time and later events (near and
-        /// far), pops and schedules while handling, and early stops.
+        /// far), pops and schedules while handling, early stops and sweeps
+        /// (`retain`).
         #[test]
         fn radix_queue_keeps_time_then_sequence(
             ops in proptest::collection::vec((0u64..4, 0u8..4, proptest::bool::ANY, 0u32..12), 1..400),
@@ -307,6 +332,12 @@ mod tests {
                     reference.insert((at.max(now), seq), n);
                     seq += 1;
                     n += 1;
+                }
+                if pushes == 3 && !pop && shift == 11 {
+                    // A sweep: the events a third of the ids name go.
+                    q.retain(|&e| e % 3 != 0);
+                    reference.retain(|_, e| *e % 3 != 0);
+                    proptest::prop_assert_eq!(q.len(), reference.len());
                 }
                 if pop {
                     // What `peek` promises is what comes next.

@@ -467,6 +467,8 @@ pub struct Simulation {
     /// launched: bench-large's month averaged 70,000 queued events).
     expiring: Vec<VecDeque<u32>>,
     expiry_armed: Vec<Option<Ms>>,
+    /// Queue length at which `drop_stale_events` next runs.
+    sweep_at: usize,
     observer: Observer,
     ipam_events: Vec<IpamEvent>,
     /// Per node subnet: where its nodes' ipamd may create ENIs, and whether
@@ -586,6 +588,7 @@ impl Simulation {
             rotating: vec![false; spec.pools.len()],
             expiring: vec![VecDeque::new(); spec.pools.len()],
             expiry_armed: vec![None; spec.pools.len()],
+            sweep_at: SWEEP_MIN,
             ipam_events: Vec::new(),
             eni_subnets: (0..n_sub).map(|i| eni_subnets_for(&spec, i)).collect(),
             zone_of: zone_indices(&spec),
@@ -791,6 +794,9 @@ impl Simulation {
                 self.prefetch_next(next);
             }
             self.handle(at, ev);
+            if self.queue.len() > self.sweep_at {
+                self.drop_stale_events();
+            }
             let (ec2, nodes) = (&self.ec2, &self.nodes);
             self.observer
                 .after_event(at, ec2, &self.gauges, &mut |si, out| {
@@ -840,6 +846,21 @@ impl Simulation {
             .finish(ec2, processed, final_enis, sink, &mut |si, out| {
                 fill_holders(ec2, nodes, si, out)
             })
+    }
+
+    /// Drops the queued events of nodes that are gone. Node ids are never
+    /// reused and every handler of a node's event returns at once when the
+    /// node is gone, so these would do nothing when they ran; but they can
+    /// be far ahead (a spot notice drawn at launch, for a node Karpenter
+    /// consolidated away within the hour), and without the sweep the queue
+    /// would grow with every node a run launches. Run when the queue has
+    /// doubled since the last sweep: O(1) an event, amortized. The order
+    /// of the events kept is unchanged.
+    fn drop_stale_events(&mut self) {
+        let nodes = &self.nodes;
+        self.queue
+            .retain(|e| node_of(e).is_none_or(|n| nodes[n as usize].is_some()));
+        self.sweep_at = 2 * self.queue.len() + SWEEP_MIN;
     }
 
     /// Processes events up to `until` (tests that act on the state midway).
@@ -1100,6 +1121,27 @@ fn exp_delay(r: &mut ChaCha8Rng, mean: Ms) -> Ms {
 /// Lines of a [`Node`] a pod's deletion or an ipamd decision reads: its
 /// scheduler fields, pod list and ipamd's datastore (`repr(C)` order).
 const NODE_HOT_LINES: usize = 4;
+
+/// Queue length over which the first sweep for stale events runs
+/// ([`Simulation::drop_stale_events`]).
+const SWEEP_MIN: usize = 4096;
+
+/// The node an event is for, when it does nothing once that node is gone
+/// (a pod's completion names its node only as a hint: not here).
+fn node_of(e: &Event) -> Option<u32> {
+    match *e {
+        Event::SpotNotice { node }
+        | Event::SpotRebalance { node }
+        | Event::SpotDeadline { node }
+        | Event::EvictLost { node }
+        | Event::LaunchTimeout { node }
+        | Event::NodeRegistered { node }
+        | Event::IpamdTick { node }
+        | Event::NodeReady { node }
+        | Event::AwsNodeRestart { node } => Some(node),
+        _ => None,
+    }
+}
 
 /// An event a few events from now (see
 /// [`crate::engine::EventQueue::pop_until_hinted`]): starts loading the pod

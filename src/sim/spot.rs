@@ -388,4 +388,57 @@ mod tests {
         // Standard error of the mean: 1000 / sqrt(20000) ≈ 7.
         assert!((mean - 1000.0).abs() < 35.0, "{mean}");
     }
+
+    /// Spot notices drawn at launch (95% a month, not correlated) for
+    /// nodes Karpenter consolidates within minutes (some 2,300 launched a
+    /// day): after three days, thousands of them are queued, with their
+    /// rebalance recommendations, for nodes long gone. The sweep drops
+    /// exactly those. Over ten days a run that sweeps peaks at 4,269
+    /// queued events; without sweeps, 7,316.
+    #[test]
+    fn events_of_gone_nodes_are_swept_from_the_queue() {
+        let yaml = "name: sweep
+duration: 10d
+subnets:
+  - {name: a, cidr: 10.0.0.0/18, zone: z1}
+node_pools:
+  - name: k
+    autoscaler: karpenter
+    instance_types: [m5.large]
+    subnets: [a]
+    capacity_type: spot
+    spot: {interruption_rate: \"95%\", correlated: false}
+    karpenter: {consolidate_after: 1m}
+jobs:
+  - {name: batch, per_hour: 400, run_time: [2m, 6m], cpu: \"1\"}
+";
+        let sc = crate::scenario::parse(yaml, std::path::Path::new("t.yaml")).unwrap();
+        let count = |sim: &mut Simulation| {
+            let (mut stale, mut all) = (0usize, 0usize);
+            let nodes = &sim.nodes;
+            sim.queue.retain(|e| {
+                all += 1;
+                let gone = super::super::node_of(e).is_some_and(|n| nodes[n as usize].is_none());
+                stale += usize::from(gone);
+                true
+            });
+            (stale, all)
+        };
+        // Without sweeps (the test driver does not sweep).
+        let mut sim = Simulation::new(&sc, 1);
+        sim.run_until(
+            Ms::from_secs(3 * 86_400),
+            &mut crate::sim::observe::NullSink,
+        );
+        let (stale, all) = count(&mut sim);
+        assert!(stale > 1_000 && stale > all / 2, "{stale} stale of {all}");
+        sim.drop_stale_events();
+        assert_eq!(count(&mut sim), (0, all - stale));
+        // The run loop sweeps as the queue grows.
+        let peak = Simulation::new(&sc, 1)
+            .run(&mut |_| {})
+            .summary
+            .peak_queue_len;
+        assert!(peak < 5_000, "peak queue {peak}");
+    }
 }
