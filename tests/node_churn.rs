@@ -389,6 +389,54 @@ workloads:
     assert!(peak < 150, "peak queue {peak}");
 }
 
+/// Nodes launched in one Karpenter batch expire in the same millisecond,
+/// together: five pods of 900m on m5.large (about 1.9 CPUs allocatable)
+/// take three nodes, 2, 2 and 1 pods, all launched at 2 s. At 3,602 s
+/// all three go, and each pod is evicted once (5 evictions): none is
+/// placed on the third node between the first's deletion and its own.
+/// (With an event per node and a scheduler pass between, the third node
+/// took one of the first node's pods and evicted 2: 6 evictions.)
+#[test]
+fn a_batch_expires_together() {
+    let yaml = "name: batch-expiry
+duration: 2h
+subnets:
+  - {name: a, cidr: 10.0.0.0/20, zone: z1}
+node_pools:
+  - name: k
+    autoscaler: karpenter
+    instance_types: [m5.large]
+    subnets: [a]
+    karpenter: {expire_after: 1h}
+workloads:
+  - {name: web, replicas: 5, cpu: 900m, node_pool: k}
+";
+    let d = inline(yaml, &[]);
+    let ev = events(&d);
+    let launched = of(&ev, "node_launched");
+    assert!(launched.len() >= 3 && launched[..3].iter().all(|r| t(r) == 2.0));
+    let gone: Vec<&Row> = of(&ev, "node_terminated")
+        .into_iter()
+        .filter(|r| t(r) == 3602.0)
+        .collect();
+    assert_eq!(gone.len(), 3, "{gone:?}");
+    let evicted: u32 = gone
+        .iter()
+        .map(|r| {
+            let d = &r["detail"];
+            let n = d
+                .split("expired: ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap();
+            n.parse::<u32>().unwrap()
+        })
+        .sum();
+    assert_eq!(evicted, 5, "{gone:?}");
+}
+
 #[test]
 fn karpenter_deletes_empty_nodes_within_the_budget() {
     // Four empty nodes at the start and no pods: each becomes
