@@ -506,13 +506,17 @@ impl Simulation {
 
     /// Pool `pool`'s `NodeExpire`: every node whose lifetime has run out
     /// expires, oldest first; the event is queued again for the next.
+    /// (`expiry_armed` stays set while the nodes expire, so a node
+    /// launched meanwhile does not queue a second event: the one queued
+    /// at the end covers it.)
     pub(super) fn expiry_due(&mut self, pool: u32) {
         let pi = pool as usize;
         let now = self.queue.now();
-        self.expiry_armed[pi] = None;
         let Some(life) = self.node_lifetime(pi) else {
+            self.expiry_armed[pi] = None;
             return;
         };
+        let mut next = None;
         while let Some(&id) = self.expiring[pi].front() {
             let Some(node) = self.nodes[id as usize].as_ref() else {
                 self.expiring[pi].pop_front(); // gone before its expiry
@@ -520,12 +524,15 @@ impl Simulation {
             };
             let at = node.launched_at + life;
             if at > now {
-                self.expiry_armed[pi] = Some(at);
-                self.queue.schedule(at, Event::NodeExpire { pool });
-                return;
+                next = Some(at);
+                break;
             }
             self.expiring[pi].pop_front();
             self.node_expire(id);
+        }
+        self.expiry_armed[pi] = next;
+        if let Some(at) = next {
+            self.queue.schedule(at, Event::NodeExpire { pool });
         }
     }
 
