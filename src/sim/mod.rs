@@ -488,6 +488,10 @@ pub struct Simulation {
     /// autoscalers act on).
     pending_count: Vec<u32>,
     unschedulable: Vec<bool>,
+    /// A bit per workload: its Pending queue may hold pods (set when one
+    /// is queued, cleared by the scheduler's pass when it finds the queue
+    /// empty). The pass visits only these.
+    queued_wl: Vec<u64>,
     /// Nodes that gained room (a pod left, the node became schedulable),
     /// in order; and per workload, the log's length when its pods last
     /// fitted nowhere: only nodes logged since can take one, so a pass does
@@ -598,6 +602,7 @@ impl Simulation {
             booting: vec![Vec::new(); spec.pools.len()],
             pending_count: vec![0; spec.workloads.len()],
             unschedulable: vec![false; spec.workloads.len()],
+            queued_wl: vec![0; spec.workloads.len().div_ceil(64)],
             gained: Vec::new(),
             unfit: vec![None; spec.workloads.len()],
             cands: vec![Vec::new(); spec.workloads.len()],
