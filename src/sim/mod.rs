@@ -461,12 +461,14 @@ pub struct Simulation {
     /// order of expiry (a pool's lifetime is one), and the time of the
     /// `NodeExpire` queued for the first, if any. Nodes gone before their
     /// expiry are dropped when they reach the front, or all at once when
-    /// they outnumber the live ones: the list, and the queue, stay the
+    /// the list has doubled since the last look: the list, and the queue, stay the
     /// size of the fleet however many nodes a run launches (one event per
     /// launch, due a lifetime later, made the queue grow by every node
     /// launched: bench-large's month averaged 70,000 queued events).
     expiring: Vec<VecDeque<u32>>,
     expiry_armed: Vec<Option<Ms>>,
+    /// Per pool: the length of `expiring` at which gone nodes are dropped.
+    expiry_compact_at: Vec<usize>,
     /// Queue length at which `drop_stale_events` next runs.
     sweep_at: usize,
     observer: Observer,
@@ -592,6 +594,7 @@ impl Simulation {
             rotating: vec![false; spec.pools.len()],
             expiring: vec![VecDeque::new(); spec.pools.len()],
             expiry_armed: vec![None; spec.pools.len()],
+            expiry_compact_at: vec![64; spec.pools.len()],
             sweep_at: SWEEP_MIN,
             ipam_events: Vec::new(),
             eni_subnets: (0..n_sub).map(|i| eni_subnets_for(&spec, i)).collect(),
