@@ -182,10 +182,7 @@ impl<E: Copy> EventQueue<E> {
                 return None; // nothing moves: `last` stays at or before now
             }
             self.last = m;
-            self.nonempty[w] &= !(1 << ((i - 1) % 64));
-            if self.nonempty[w] == 0 {
-                self.summary &= !(1 << w);
-            }
+            self.unflag(i);
             if level0 {
                 // All of it is due at `m`, in order: it becomes bucket 0.
                 // The used-up bucket 0 takes its place, without a large
@@ -225,21 +222,29 @@ impl<E: Copy> EventQueue<E> {
         let head = std::mem::take(&mut self.head);
         self.buckets[0].drain(..head);
         let mut len = 0;
-        for (b, bucket) in self.buckets.iter_mut().enumerate() {
+        for b in 0..self.buckets.len() {
+            let bucket = &mut self.buckets[b];
             if bucket.is_empty() {
                 continue;
             }
             bucket.retain(|(_, e)| keep(e));
             len += bucket.len();
             if b > 0 && bucket.is_empty() {
-                let w = (b - 1) / 64;
-                self.nonempty[w] &= !(1 << ((b - 1) % 64));
-                if self.nonempty[w] == 0 {
-                    self.summary &= !(1 << w);
-                }
+                self.unflag(b);
             }
         }
         self.len = len;
+    }
+
+    /// Bucket `b` (not 0) is empty: its bit goes, and its word's summary
+    /// bit when the word is now zero.
+    #[inline]
+    fn unflag(&mut self, b: usize) {
+        let w = (b - 1) / 64;
+        self.nonempty[w] &= !(1 << ((b - 1) % 64));
+        if self.nonempty[w] == 0 {
+            self.summary &= !(1 << w);
+        }
     }
 
     /// Events processed so far.

@@ -493,7 +493,7 @@ pub struct Simulation {
     /// A bit per workload: its Pending queue may hold pods (set when one
     /// is queued, cleared by the scheduler's pass when it finds the queue
     /// empty). The pass visits only these.
-    queued_wl: Vec<u64>,
+    queued_wl: crate::bitmap::Bitmap,
     /// Nodes that gained room (a pod left, the node became schedulable),
     /// in order; and per workload, the log's length when its pods last
     /// fitted nowhere: only nodes logged since can take one, so a pass does
@@ -605,7 +605,7 @@ impl Simulation {
             booting: vec![Vec::new(); spec.pools.len()],
             pending_count: vec![0; spec.workloads.len()],
             unschedulable: vec![false; spec.workloads.len()],
-            queued_wl: vec![0; spec.workloads.len().div_ceil(64)],
+            queued_wl: crate::bitmap::Bitmap::with_capacity(spec.workloads.len()),
             gained: Vec::new(),
             unfit: vec![None; spec.workloads.len()],
             cands: vec![Vec::new(); spec.workloads.len()],

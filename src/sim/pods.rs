@@ -69,7 +69,7 @@ impl Simulation {
             }
         };
         self.pending[workload as usize].push_back(id);
-        self.queued_wl[workload as usize / 64] |= 1 << (workload % 64);
+        self.queued_wl.insert(workload);
         self.pods_pending += 1;
         self.pending_count[workload as usize] += 1;
         let gen = self.pods[id as usize].gen;
@@ -121,8 +121,9 @@ impl Simulation {
         // The workloads with pods in their Pending queue, in order (for the
         // others the pass would only find `unschedulable` already false).
         let mut from = 0;
-        while let Some(wi) = next_bit(&self.queued_wl, from) {
-            from = wi + 1;
+        while let Some(w) = self.queued_wl.next_from(from) {
+            from = w + 1;
+            let wi = w as usize;
             if self.unfit[wi] == Some(self.gained.len())
                 && self.cands[wi].is_empty()
                 && self.pending_count[wi] > 0
@@ -228,7 +229,7 @@ impl Simulation {
             }
             if self.pending[wi].is_empty() {
                 self.unschedulable[wi] = false;
-                self.queued_wl[wi / 64] &= !(1 << (wi % 64));
+                self.queued_wl.remove(w);
             }
         }
     }
@@ -429,19 +430,6 @@ impl Simulation {
     }
 }
 
-/// The lowest set bit at or above `from` in a bitset of words.
-fn next_bit(words: &[u64], from: usize) -> Option<usize> {
-    let mut w = from / 64;
-    let mut bits = words.get(w)? & (!0u64 << (from % 64));
-    loop {
-        if bits != 0 {
-            return Some(w * 64 + bits.trailing_zeros() as usize);
-        }
-        w += 1;
-        bits = *words.get(w)?;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,20 +530,6 @@ workloads:
         }
         let in_lists: usize = sim.nodes.iter().flatten().map(|n| n.pods.len()).sum();
         assert_eq!(in_lists, bound);
-    }
-
-    #[test]
-    fn next_bit_walks_set_bits_in_order() {
-        let words = [0b1010u64, 0, 1 << 63];
-        let mut seen = Vec::new();
-        let mut from = 0;
-        while let Some(b) = next_bit(&words, from) {
-            seen.push(b);
-            from = b + 1;
-        }
-        assert_eq!(seen, [1, 3, 191]);
-        assert_eq!(next_bit(&words, 192), None);
-        assert_eq!(next_bit(&[], 0), None);
     }
 
     /// The scoring setting reaches the scheduler: 12 small pods on four
