@@ -93,6 +93,7 @@ impl CaState {
 }
 
 impl Simulation {
+    #[inline]
     fn is_ca(&self, pool: u32) -> bool {
         self.spec.pools[pool as usize].autoscaler == Autoscaler::ClusterAutoscaler
     }
@@ -105,12 +106,19 @@ impl Simulation {
     }
 
     /// Keeps the node's place among the unneeded candidates current.
+    #[inline]
     pub(super) fn cluster_autoscaler_node_changed(&mut self, id: u32) {
-        let node = self.nodes[id as usize].as_ref().expect("live");
-        let pool = node.pool;
-        if !self.is_ca(pool) {
-            return;
+        let pool = self.nodes[id as usize].as_ref().expect("live").pool;
+        if self.is_ca(pool) {
+            self.cluster_autoscaler_node_moved(id, pool);
         }
+    }
+
+    /// `cluster_autoscaler_node_changed` for a node of a Cluster
+    /// Autoscaler pool (out of line: every bind and delete asks).
+    #[inline(never)]
+    fn cluster_autoscaler_node_moved(&mut self, id: u32, pool: u32) {
+        let node = self.nodes[id as usize].as_ref().expect("live");
         let under =
             node.schedulable() && !node.lost && utilization_permille(&node.cap) < self.ca.threshold;
         let since = node.under_since;

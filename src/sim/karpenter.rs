@@ -671,10 +671,23 @@ impl Simulation {
     /// Node `id`'s `last_pod_event` was just set to now (its index key was
     /// `old_key`): it is no longer consolidatable, and becomes so again
     /// `consolidate_after` from now.
+    #[inline]
     pub(super) fn karpenter_touch(&mut self, id: u32, old_key: u64) {
+        let node = self.nodes[id as usize].as_ref().expect("live");
+        debug_assert_eq!(node.last_pod_event, self.queue.now());
+        // Most pod events: not consolidatable, already filed.
+        if node.ripe || !node.due_filed {
+            self.karpenter_untouched(id, old_key);
+        }
+    }
+
+    /// `karpenter_touch` for a node consolidatable until now, or not yet
+    /// filed in its pool's `due` heap (out of line: every bind and delete
+    /// asks).
+    #[inline(never)]
+    fn karpenter_untouched(&mut self, id: u32, old_key: u64) {
         let now = self.queue.now();
         let node = self.nodes[id as usize].as_mut().expect("live");
-        debug_assert_eq!(node.last_pod_event, now);
         let pi = node.pool as usize;
         if node.ripe {
             node.ripe = false;

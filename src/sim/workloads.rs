@@ -398,13 +398,22 @@ impl Simulation {
     }
 
     /// Queues a rollout step if one is under way.
+    #[inline]
     pub(super) fn rollout_poke(&mut self, w: u32) {
-        let st = &mut self.wl[w as usize];
+        let st = &self.wl[w as usize];
         if st.rolling && !st.step_queued {
-            st.step_queued = true;
-            let now = self.queue.now();
-            self.queue.schedule(now, Event::RolloutStep { workload: w });
+            self.rollout_queue_step(w);
         }
+    }
+
+    /// `rollout_poke`'s rare part, out of the pod events' line (they run
+    /// it twice a pod; a rollout is rarely under way).
+    #[cold]
+    #[inline(never)]
+    fn rollout_queue_step(&mut self, w: u32) {
+        self.wl[w as usize].step_queued = true;
+        let now = self.queue.now();
+        self.queue.schedule(now, Event::RolloutStep { workload: w });
     }
 
     /// One step of the Deployment controller's rolling update
