@@ -8,6 +8,12 @@
 //! `benches/simulation.rs` measures bench-large's cost per event in the same
 //! `cargo bench` run, so the ratio is measured on one machine at one time
 //! (docs/simulation-model.md, "Performance").
+//!
+//! The same loop with each event also touching `K` cache lines, each found
+//! through the one before (as a pod event finds its node in the pod, and
+//! its node's pod list and prefixes in the node), at random in a working
+//! set larger than this machine's L2: what an event that touches `K` cold
+//! lines costs at the least, whatever its instructions.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -70,8 +76,68 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // The bare heap, each event then touching `k` dependent cold lines.
+    for k in [1usize, 2, 4, 8] {
+        g.bench_function(
+            format!("bare binary heap + {k} dependent cold lines"),
+            |b| {
+                let mut lines = cold_lines();
+                let n = lines.len() as u64;
+                let mut heap: BinaryHeap<Reverse<(u64, u64, [u32; 4])>> = BinaryHeap::new();
+                let mut x = 0x9E37_79B9_7F4A_7C15u64;
+                let mut seq = 0u64;
+                for _ in 0..QUEUE {
+                    let start = (delay(&mut x) ^ x) % n;
+                    heap.push(Reverse((delay(&mut x), seq, [start as u32, 0, 0, 0])));
+                    seq += 1;
+                }
+                b.iter(|| {
+                    for _ in 0..STEPS {
+                        let Reverse((t, _, mut ev)) = heap.pop().expect("never empty");
+                        let mut i = ev[0] as usize;
+                        for _ in 0..k {
+                            let line = &mut lines[i];
+                            line.0[1] += 1; // a handler writes what it reads
+                            i = line.0[0] as usize;
+                        }
+                        ev[0] = i as u32;
+                        heap.push(Reverse((t + delay(&mut x), seq, black_box(ev))));
+                        seq += 1;
+                    }
+                })
+            },
+        );
+    }
     g.finish();
 }
+
+/// A cache line of the cold working set: the index of the next line to
+/// read, and a counter.
+#[repr(align(64))]
+struct Line([u64; 8]);
+
+/// Lines linked in one random cycle (Sattolo's shuffle) over
+/// `COLD_BYTES`.
+fn cold_lines() -> Vec<Line> {
+    let n = COLD_BYTES / 64;
+    let mut next: Vec<u64> = (0..n as u64).collect();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for i in (1..n).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let j = (x % i as u64) as usize;
+        next.swap(i, j);
+    }
+    next.into_iter()
+        .map(|j| Line([j, 0, 0, 0, 0, 0, 0, 0]))
+        .collect()
+}
+
+/// The cold working set: 16 MiB, past this machine's 512 KiB L2 and within
+/// its 32 MiB L3 (shared with the machine's other tenants), as
+/// bench-large's live nodes, pods and ipamd state are.
+const COLD_BYTES: usize = 16 << 20;
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
