@@ -79,7 +79,10 @@ fn bench(c: &mut Criterion) {
     // The bare heap, each event then touching `k` dependent cold lines.
     for k in [1usize, 2, 4, 8] {
         g.bench_function(
-            format!("bare binary heap + {k} dependent cold lines"),
+            format!(
+                "bare binary heap + {k} dependent cold line{}",
+                if k == 1 { "" } else { "s" }
+            ),
             |b| {
                 let mut lines = cold_lines();
                 let n = lines.len() as u64;
