@@ -107,8 +107,7 @@ impl Simulation {
 
     /// Keeps the node's place among the unneeded candidates current.
     #[inline]
-    pub(super) fn cluster_autoscaler_node_changed(&mut self, id: u32) {
-        let pool = self.nodes[id as usize].as_ref().expect("live").pool;
+    pub(super) fn cluster_autoscaler_node_changed(&mut self, id: u32, pool: u32) {
         if self.is_ca(pool) {
             self.cluster_autoscaler_node_moved(id, pool);
         }

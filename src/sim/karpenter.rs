@@ -675,8 +675,7 @@ impl Simulation {
     pub(super) fn karpenter_touch(&mut self, id: u32, old_key: u64) {
         let node = self.nodes[id as usize].as_ref().expect("live");
         debug_assert_eq!(node.last_pod_event, self.queue.now());
-        // Most pod events: not consolidatable, already filed.
-        if node.ripe || !node.due_filed {
+        if !node.karpenter_filed() {
             self.karpenter_refile(id, old_key);
         }
     }
@@ -685,7 +684,7 @@ impl Simulation {
     /// filed in its pool's `due` heap (out of line: every bind and delete
     /// asks).
     #[inline(never)]
-    fn karpenter_refile(&mut self, id: u32, old_key: u64) {
+    pub(super) fn karpenter_refile(&mut self, id: u32, old_key: u64) {
         let now = self.queue.now();
         let node = self.nodes[id as usize].as_mut().expect("live");
         let pi = node.pool as usize;

@@ -279,6 +279,14 @@ struct Node {
 }
 
 impl Node {
+    /// Karpenter's view of the node needs nothing after a pod event: it
+    /// was not consolidatable, and it is already filed for when it will
+    /// be (nearly every bind and delete).
+    #[inline]
+    fn karpenter_filed(&self) -> bool {
+        !self.ripe && self.due_filed
+    }
+
     /// A node launched at `now`: booting, without ipamd, pods or flags.
     fn launched(
         pool: u32,

@@ -606,7 +606,7 @@ impl Simulation {
         );
         self.update_empty_gauge(id);
         self.karpenter_node_changed(pool);
-        self.cluster_autoscaler_node_changed(id);
+        self.cluster_autoscaler_node_changed(id, pool);
         let old = std::mem::replace(
             &mut self.nodes[id as usize].as_mut().expect("live").replaces,
             NONE,

@@ -246,7 +246,10 @@ impl Simulation {
         let new = (node.key, n);
         let pool = node.pool;
         let schedulable = node.schedulable();
-        self.karpenter_touch(n, old.0);
+        // `karpenter_touch`, with the node in hand.
+        if !node.karpenter_filed() {
+            self.karpenter_refile(n, old.0);
+        }
         let roomier = c.cpu_used < before.cpu_used
             || c.mem_used < before.mem_used
             || c.pods < before.pods
@@ -256,7 +259,7 @@ impl Simulation {
             self.gained.push(n);
         }
         self.karpenter_node_changed(pool);
-        self.cluster_autoscaler_node_changed(n);
+        self.cluster_autoscaler_node_changed(n, pool);
         if schedulable && old != new {
             let pool = pool as usize;
             if self.ready_pool.len() > 1 {

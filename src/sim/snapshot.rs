@@ -161,6 +161,6 @@ impl Simulation {
         }
         self.update_empty_gauge(id);
         self.spot_on_launch(id);
-        self.cluster_autoscaler_node_changed(id);
+        self.cluster_autoscaler_node_changed(id, pi as u32);
     }
 }
