@@ -111,8 +111,8 @@ struct Floor {
 
 impl Floor {
     /// `nodes` nodes of three sizes, 40-85% of their CPU and 30-85% of
-    /// their memory taken by pods at rest (20 of them), three prefixes
-    /// each with 28 addresses in use.
+    /// their memory taken by 20 pods at rest, and three prefixes with 28
+    /// of their 48 addresses in use.
     fn new(nodes: usize, layout: Layout) -> Self {
         let mut rng = stream(1, "floor");
         // The free pod records, spread at random among those at rest.
